@@ -1,0 +1,16 @@
+//! Lantern's common library: the event model, config, pseudonyms, MQTT, storage, telemetry.
+
+pub mod config;
+pub mod consumer;
+pub mod duration;
+pub mod event;
+pub mod http;
+pub mod lexicon;
+pub mod mqtt;
+pub mod pseudonym;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+
+pub use config::Config;
+pub use duration::Span;

@@ -1,0 +1,114 @@
+//! Logging and the metrics every consuming service shares (SPEC section 7).
+
+use crate::event::{EventKind, REJECT_REASONS};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Sets up `tracing` once: `LANTERN_LOG` (or `RUST_LOG`) filters, default `info`.
+pub fn init_tracing() {
+    let filter =
+        std::env::var("LANTERN_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".to_string());
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_target(false).try_init();
+}
+
+/// Renders a registry in the Prometheus text format.
+pub fn render(registry: &Registry) -> String {
+    let mut buf = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Registers a collector, which only fails on a programming error (a clashing name).
+pub fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    if let Err(e) = registry.register(Box::new(c.clone())) {
+        tracing::error!(error = %e, "metric registration failed");
+    }
+    c
+}
+
+pub fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    register(registry, c)
+}
+
+/// Counters and gauges of every service that consumes call events.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    pub received: IntCounterVec,
+    pub rejected: IntCounterVec,
+    pub duplicate: IntCounter,
+    pub mqtt_connected: IntGauge,
+    pub config_reloads: IntCounterVec,
+    pub config_info: ConfigInfo,
+}
+
+impl IngestMetrics {
+    pub fn new(registry: &Registry) -> IngestMetrics {
+        let received =
+            counter_vec(registry, "lantern_events_received_total", "Valid call events received, by kind (duplicates included).", &["kind"]);
+        let rejected = counter_vec(registry, "lantern_events_rejected_total", "Call events refused, by reason.", &["reason"]);
+        let duplicate = register(
+            registry,
+            IntCounter::new("lantern_events_duplicate_total", "Call events whose event_id had been processed already.")
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+        let config_reloads = ServiceMetrics::config_reloads(registry);
+        let mqtt_connected = ServiceMetrics::mqtt_connected(registry);
+        let config_info = ConfigInfo::new(registry);
+        for k in EventKind::ALL {
+            received.with_label_values(&[k.as_str()]);
+        }
+        for r in REJECT_REASONS {
+            rejected.with_label_values(&[r]);
+        }
+        IngestMetrics { received, rejected, duplicate, mqtt_connected, config_reloads, config_info }
+    }
+}
+
+/// Metrics every service has, consuming call events or not.
+pub struct ServiceMetrics;
+
+impl ServiceMetrics {
+    pub fn mqtt_connected(registry: &Registry) -> IntGauge {
+        register(
+            registry,
+            IntGauge::new("lantern_mqtt_connected", "1 while connected to the MQTT broker.").unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+    pub fn config_reloads(registry: &Registry) -> IntCounterVec {
+        let c = counter_vec(registry, "lantern_config_reloads_total", "Config reloads, by result (ok, error).", &["result"]);
+        for r in ["ok", "error"] {
+            c.with_label_values(&[r]);
+        }
+        c
+    }
+}
+
+/// `lantern_config_info{hash}`: 1 for the config version in force, so dashboards show it.
+#[derive(Clone)]
+pub struct ConfigInfo(IntGaugeVec);
+
+impl ConfigInfo {
+    pub fn new(registry: &Registry) -> ConfigInfo {
+        let g = IntGaugeVec::new(Opts::new("lantern_config_info", "The config in force: 1 for its hash."), &["hash"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        ConfigInfo(register(registry, g))
+    }
+
+    pub fn set(&self, hash: &str) {
+        self.0.reset();
+        self.0.with_label_values(&[hash]).set(1);
+    }
+}
+
+/// Keeps `lantern_mqtt_connected` in step with the connection.
+pub fn follow_connection(mut connected: tokio::sync::watch::Receiver<bool>, gauge: IntGauge) {
+    tokio::spawn(async move {
+        loop {
+            gauge.set(i64::from(*connected.borrow_and_update()));
+            if connected.changed().await.is_err() {
+                gauge.set(0);
+                break;
+            }
+        }
+    });
+}
