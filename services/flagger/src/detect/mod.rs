@@ -1,0 +1,236 @@
+//! Detection: pure code that turns call events into flags. No I/O, time passed in, so the
+//! service, `lantern replay`, the tests and the benchmarks all run exactly this.
+
+pub mod cues;
+pub mod repeat;
+
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use cues::{CueHit, Lexicon};
+use lantern_shared::config::{Config, Identity, Severity};
+use lantern_shared::event::{CallEvent, IngestContext};
+use repeat::{CallAttrs, CallFacts, FlagStatus, Observed, RepeatEngine, RuleReason, Rules};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// How long a call's mental-health state is kept for later `updated` events.
+pub const MH_CALL_MEMORY_MS: i64 = 3 * 86_400_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKind {
+    RepeatCaller,
+    MentalHealth,
+}
+
+impl FlagKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagKind::RepeatCaller => "repeat_caller",
+            FlagKind::MentalHealth => "mental_health",
+        }
+    }
+    /// The topic below `mqtt.topic_root`: flags go to `<root>/flags/repeat-caller` and
+    /// `<root>/flags/mental-health`.
+    pub fn topic_suffix(self) -> &'static str {
+        match self {
+            FlagKind::RepeatCaller => "flags/repeat-caller",
+            FlagKind::MentalHealth => "flags/mental-health",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Reasons {
+    Rules(Vec<RuleReason>),
+    Cues(Vec<CueHit>),
+}
+
+/// A flag message as published (SPEC section 5).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    pub flag_id: String,
+    pub status: &'static str,
+    pub kind: FlagKind,
+    pub severity: &'static str,
+    pub call_id: String,
+    pub event_id: String,
+    pub occurred_at: String,
+    pub raised_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    pub channel: &'static str,
+    pub division: Option<String>,
+    pub caller_ref: Option<String>,
+    pub reasons: Reasons,
+    #[serde(skip)]
+    pub meta: FlagMeta,
+}
+
+/// What the service stores about a flag besides its message.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FlagMeta {
+    pub flag_uuid: u128,
+    pub raised: bool,
+    /// For repeat-caller flags: the identity and its raise time (event time).
+    pub identity: Option<Identity>,
+    pub t0_ms: i64,
+    pub raised_ms: i64,
+    pub severity: Option<Severity>,
+}
+
+impl Flag {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MhState {
+    flag_id: u128,
+    severity: Severity,
+    raised_ms: i64,
+    occurred_ms: i64,
+}
+
+/// What one event led to.
+#[derive(Debug, Default)]
+pub struct Detection {
+    /// Identities counted, when the event was a call's first.
+    pub counted: Observed,
+    pub flags: Vec<Flag>,
+}
+
+pub fn fmt_ms(ms: i64) -> String {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, false)
+}
+
+pub fn uuid_string(id: u128) -> String {
+    uuid::Uuid::from_u128(id).hyphenated().to_string()
+}
+
+/// A new time-ordered flag id.
+pub fn new_flag_id() -> u128 {
+    uuid::Uuid::now_v7().as_u128()
+}
+
+/// Repeat-caller engine and lexicon together, with each call's mental-health state.
+pub struct Detector {
+    pub repeat: RepeatEngine,
+    lexicon: Lexicon,
+    mh_calls: HashMap<String, MhState>,
+}
+
+impl Detector {
+    pub fn new(config: &Config, ingest: &IngestContext) -> Detector {
+        Detector {
+            repeat: RepeatEngine::new(Rules::from_config(config, ingest)),
+            lexicon: Lexicon::new(&config.mental_health),
+            mh_calls: HashMap::new(),
+        }
+    }
+
+    /// Swaps in new rules and lexicon; the history held stays.
+    pub fn reload(&mut self, config: &Config, ingest: &IngestContext) {
+        self.repeat.set_rules(Rules::from_config(config, ingest));
+        self.lexicon = Lexicon::new(&config.mental_health);
+    }
+
+    pub fn lexicon(&self) -> &Lexicon {
+        &self.lexicon
+    }
+
+    /// Runs one valid, non-duplicate event. `new_call` is true for the first event of a call.
+    pub fn on_event(&mut self, ev: &CallEvent, new_call: bool, now: DateTime<Utc>, ids: &mut dyn FnMut() -> u128) -> Detection {
+        let now_ms = now.timestamp_millis();
+        let mut out = Detection::default();
+        if new_call {
+            let facts = CallFacts {
+                occurred_ms: ev.occurred_ms(),
+                attrs: CallAttrs::new(ev.channel, ev.caller.communal_address, ev.caller.age_band),
+                phone: ev.caller.phone,
+                address: ev.caller.address,
+            };
+            out.counted = self.repeat.observe(&facts, now_ms, ids);
+            for hit in &out.counted.hits {
+                out.flags.push(Flag {
+                    flag_id: uuid_string(hit.flag_id),
+                    status: hit.status.as_str(),
+                    kind: FlagKind::RepeatCaller,
+                    severity: hit.severity.as_str(),
+                    call_id: ev.call_id.clone(),
+                    event_id: ev.event_id.clone(),
+                    occurred_at: ev.occurred_at.to_rfc3339(),
+                    raised_at: fmt_ms(hit.raised_ms),
+                    updated_at: (hit.status == FlagStatus::Updated).then(|| fmt_ms(now_ms)),
+                    channel: ev.channel.as_str(),
+                    division: ev.division.clone(),
+                    caller_ref: Some(hit.caller_ref.to_string()),
+                    reasons: Reasons::Rules(hit.reasons.clone()),
+                    meta: FlagMeta {
+                        flag_uuid: hit.flag_id,
+                        raised: hit.status == FlagStatus::Raised,
+                        identity: Some(hit.identity),
+                        t0_ms: hit.t0_ms,
+                        raised_ms: hit.raised_ms,
+                        severity: Some(hit.severity),
+                    },
+                });
+            }
+        }
+        if let Some(flag) = self.mental_health(ev, now_ms, ids) {
+            out.flags.push(flag);
+        }
+        out
+    }
+
+    fn mental_health(&mut self, ev: &CallEvent, now_ms: i64, ids: &mut dyn FnMut() -> u128) -> Option<Flag> {
+        let mut hits = ev.notes.as_deref().map(|n| self.lexicon.scan(n)).unwrap_or_default();
+        hits.extend(self.lexicon.incident_hits(ev.incident.kind.as_deref(), &ev.incident.qualifiers));
+        let severity = hits.iter().filter(|h| !h.negated && h.level > Severity::Info).map(|h| h.level).max()?;
+        hits.sort_by(|a, b| b.level.cmp(&a.level).then(a.negated.cmp(&b.negated)));
+        let (status, state) = match self.mh_calls.get(&ev.call_id) {
+            None => {
+                let s = MhState { flag_id: ids(), severity, raised_ms: now_ms, occurred_ms: ev.occurred_ms() };
+                (FlagStatus::Raised, s)
+            }
+            Some(s) if severity > s.severity => (FlagStatus::Updated, MhState { severity, ..*s }),
+            Some(_) => return None,
+        };
+        self.mh_calls.insert(ev.call_id.clone(), state);
+        Some(Flag {
+            flag_id: uuid_string(state.flag_id),
+            status: status.as_str(),
+            kind: FlagKind::MentalHealth,
+            severity: severity.as_str(),
+            call_id: ev.call_id.clone(),
+            event_id: ev.event_id.clone(),
+            occurred_at: ev.occurred_at.to_rfc3339(),
+            raised_at: fmt_ms(state.raised_ms),
+            updated_at: (status == FlagStatus::Updated).then(|| fmt_ms(now_ms)),
+            channel: ev.channel.as_str(),
+            division: ev.division.clone(),
+            caller_ref: ev.caller.phone.or(ev.caller.address).map(|r| r.to_string()),
+            reasons: Reasons::Cues(hits),
+            meta: FlagMeta {
+                flag_uuid: state.flag_id,
+                raised: status == FlagStatus::Raised,
+                identity: None,
+                t0_ms: state.occurred_ms,
+                raised_ms: state.raised_ms,
+                severity: Some(severity),
+            },
+        })
+    }
+
+    /// Puts back a call's mental-health flag at start-up.
+    pub fn restore_mental_health(&mut self, call_id: String, flag_id: u128, severity: Severity, occurred_ms: i64, raised_ms: i64) {
+        self.mh_calls.insert(call_id, MhState { flag_id, severity, raised_ms, occurred_ms });
+    }
+
+    /// Forgets history no rule can reach any more.
+    pub fn prune(&mut self, history_before_ms: i64, mh_before_ms: i64) -> usize {
+        self.mh_calls.retain(|_, s| s.occurred_ms >= mh_before_ms);
+        self.repeat.prune(history_before_ms)
+    }
+}
