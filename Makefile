@@ -1,0 +1,39 @@
+# Lantern. Quickstart: `make run`, then `make test`.
+CARGO ?= cargo
+
+.PHONY: run build test lint bench demo conformance fmt clean
+
+run:
+	$(CARGO) run --release -p lantern -- run --config config/lantern.toml
+
+build:
+	$(CARGO) build --release -p lantern
+
+# The whole suite. With LANTERN_TEST_MQTT_URL and LANTERN_TEST_DATABASE_URL set it also runs
+# against that Mosquitto and PostgreSQL; without them it uses the embedded broker and SQLite.
+test:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The public contract check, through the release binary (needs python3).
+conformance: build
+	python3 ../shared/conformance/check.py target/release/lantern
+
+# Every benchmark; the report goes to target/bench/report.md and report.json.
+bench:
+	$(CARGO) bench -p lantern-tests --bench lantern
+
+# Lantern with the simulator playing a force's traffic at 60x, so dashboards fill up.
+demo: build
+	./target/release/lantern run --config config/lantern.toml & \
+	  pid=$$!; sleep 3; ./target/release/lantern simulate --rate 60 --duration 30m --config config/lantern.toml; \
+	  kill $$pid
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

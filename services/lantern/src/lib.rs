@@ -1,0 +1,203 @@
+//! The `lantern` command's subcommands, callable from tests.
+
+pub mod run;
+pub mod simulate;
+
+use clap::{Parser, Subcommand};
+use lantern_shared::event::IngestContext;
+use lantern_shared::Config;
+use std::io::{BufReader, Write};
+use std::path::Path;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn check_config(file: &Path, against: Option<&Path>) -> ExitCode {
+    let (ok, report) = check_config_report(file, against);
+    if ok {
+        print!("{report}");
+        ExitCode::SUCCESS
+    } else {
+        eprint!("{report}");
+        ExitCode::FAILURE
+    }
+}
+
+/// What `lantern check-config` prints, and whether the file is good.
+pub fn check_config_report(file: &Path, against: Option<&Path>) -> (bool, String) {
+    let new = match Config::load(file) {
+        Ok(c) => c,
+        Err(problems) => return (false, format!("{}: {} problem(s)\n{problems}", file.display(), problems.0.len())),
+    };
+    let mut out = format!("{}: ok\n", file.display());
+    if let Some(old_path) = against {
+        match Config::load(old_path) {
+            Err(problems) => out.push_str(&format!("(cannot compare: {} has problems)\n{problems}", old_path.display())),
+            Ok(old) => {
+                let changes = lantern_shared::config::diff::diff(&old, &new);
+                if changes.is_empty() {
+                    out.push_str(&format!("no changes against {}\n", old_path.display()));
+                } else {
+                    out.push_str(&format!("changes against {}:\n", old_path.display()));
+                    for c in changes {
+                        let note = if c.needs_restart { " (needs a restart)" } else { "" };
+                        out.push_str(&format!("  {}{note}\n", c.text));
+                    }
+                }
+            }
+        }
+    }
+    (true, out)
+}
+
+fn load_for_replay(config_path: &Path) -> Result<(Config, IngestContext), String> {
+    let config = Config::load(config_path).map_err(|p| format!("{}: {p}", config_path.display()))?;
+    let ingest = IngestContext::from_config(&config).map_err(|e| e.to_string())?;
+    Ok((config, ingest))
+}
+
+/// `lantern replay --config NEW --compare OLD EVENTS`: the same events under both configs.
+pub fn replay_compare(new_path: &Path, old_path: &Path, events: &Path) -> ExitCode {
+    match compare_report(new_path, old_path, events) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The comparison table `replay --compare` prints.
+pub fn compare_report(new_path: &Path, old_path: &Path, events: &Path) -> Result<String, String> {
+    let run = |path: &Path| -> Result<lantern_flagger::replay::Summary, String> {
+        let (config, ingest) = load_for_replay(path)?;
+        let file = std::fs::File::open(events).map_err(|e| format!("cannot read {}: {e}", events.display()))?;
+        lantern_flagger::replay::replay(&config, &ingest, BufReader::new(file), None).map_err(|e| format!("replay failed: {e}"))
+    };
+    let new = run(new_path)?;
+    let old = run(old_path)?;
+    Ok(lantern_flagger::replay::compare_table(&old, &new))
+}
+
+pub fn replay(config_path: &Path, events: &Path) -> ExitCode {
+    let (config, ingest) = match load_for_replay(config_path) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let file = match std::fs::File::open(events) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", events.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = lantern_flagger::replay::replay(&config, &ingest, BufReader::new(file), Some(&mut out));
+    match result {
+        Ok(summary) => {
+            let _ = write!(out, "{}", summary.table());
+            let _ = out.flush();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("replay failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn hash_password() -> ExitCode {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() || line.trim_end_matches(['\r', '\n']).is_empty() {
+        eprintln!("type the password on standard input");
+        return ExitCode::FAILURE;
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    match argon2::Argon2::default().hash_password(line.trim_end_matches(['\r', '\n']).as_bytes(), &salt) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "lantern", version, about = "Early flags for people in crisis, for police contact-centre nurses")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service in one process (and the embedded broker if [broker] enabled).
+    Run {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+    /// Check a config file; exit 0, or list every problem and exit 1.
+    CheckConfig {
+        file: PathBuf,
+        /// Also print what changes against this config (the one in force), for review before applying.
+        #[arg(long)]
+        against: Option<PathBuf>,
+    },
+    /// Run historical events (JSON lines) through detection and print the flags, then a summary per rule.
+    Replay {
+        #[arg(long)]
+        config: PathBuf,
+        /// Compare with this (older) config: flags and callers per rule under each.
+        #[arg(long)]
+        compare: Option<PathBuf>,
+        events: PathBuf,
+    },
+    /// Publish realistic synthetic traffic (seeded), or write it as JSON lines with --out.
+    Simulate {
+        /// Pace multiplier: 60 plays an hour of a force's traffic in a minute.
+        #[arg(long, default_value_t = 1.0)]
+        rate: f64,
+        /// How long to run (wall clock), such as 10m. With --out, the span written is duration x rate.
+        #[arg(long, default_value = "10m")]
+        duration: lantern_shared::Span,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 2200.0)]
+        calls_per_day: f64,
+        /// Write the events to this file (JSON lines) instead of publishing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Where to publish: the [mqtt] url of this config.
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+    /// Print the argon2 hash of a password read from standard input, for [[desk.users]].
+    HashPassword,
+}
+
+/// The `lantern` command line; `main` is only this.
+pub fn cli_main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run::main(&config),
+        Command::CheckConfig { file, against } => check_config(&file, against.as_deref()),
+        Command::Replay { config, compare, events } => match compare {
+            Some(old) => replay_compare(&config, &old, &events),
+            None => replay(&config, &events),
+        },
+        Command::HashPassword => hash_password(),
+        Command::Simulate { rate, duration, seed, calls_per_day, out, config } => {
+            simulate::main(simulate::Args { rate, duration, seed, calls_per_day, out, config })
+        }
+    }
+}

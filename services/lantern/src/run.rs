@@ -1,0 +1,97 @@
+//! `lantern run`: every service in one process, kept apart by their own listen addresses
+//! and MQTT client ids, stopped together on Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+use lantern_shared::config::reload::Reloader;
+use lantern_shared::pseudonym::Pseudonymizer;
+use lantern_shared::Config;
+use std::path::Path;
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+
+pub fn main(config_path: &Path) -> ExitCode {
+    let config_path = config_path.to_path_buf();
+    lantern_shared::telemetry::init_tracing();
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{}: the config has {} problem(s); nothing started:", config_path.display(), problems.0.len());
+            eprint!("{problems}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, config_path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "lantern stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
+    // One machine: make the pseudonym key on first run. Services alone never do.
+    Pseudonymizer::load_or_create(&config.privacy.key_file)?;
+    if config.broker.enabled {
+        let listen = config.broker.listen.parse().context("broker.listen")?;
+        tokio::task::spawn_blocking(move || lantern_broker::start(listen)).await??;
+    }
+    let shutdown = CancellationToken::new();
+    // One reload path for SIGHUP and file changes; every service hears each reload.
+    let reloader = Reloader::start(config_path, config.clone(), shutdown.clone());
+    let flagger =
+        lantern_flagger::Flagger::build(config.clone()).await.context("starting lantern-flagger")?.with_reloads(reloader.subscribe());
+    let demand = lantern_demand::Demand::build(config.clone()).await.context("starting lantern-demand")?.with_reloads(reloader.subscribe());
+    let desk = lantern_desk::Desk::build(config.clone()).await.context("starting lantern-desk")?.with_reloads(reloader.subscribe());
+    tracing::info!(flagger = %flagger.local_addr(), demand = %demand.local_addr(), desk = %desk.local_addr(), "lantern started; Ctrl-C stops it");
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(flagger.run(shutdown.clone()));
+    tasks.spawn(demand.run(shutdown.clone()));
+    tasks.spawn(desk.run(shutdown.clone()));
+
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing events in hand");
+        stop.cancel();
+    });
+    let mut result = Ok(());
+    while let Some(done) = tasks.join_next().await {
+        let outcome = done.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = outcome {
+            // One service failing stops the others cleanly rather than running half a system.
+            shutdown.cancel();
+            result = Err(e);
+        }
+    }
+    result
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
