@@ -1,0 +1,154 @@
+//! The desk page in headless Chromium (Debian's chromium and chromium-driver), driven over
+//! WebDriver: sign in, see a flag appear without reloading, acknowledge it, record an outcome,
+//! and a note carrying script renders as inert text.
+
+use fantoccini::{ClientBuilder, Locator};
+use lantern_tests::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+struct Driver(std::process::Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
+    let (Some(driver_bin), Some(chromium)) = (
+        ["/usr/bin/chromedriver"].into_iter().find(|p| Path::new(p).exists()),
+        ["/usr/bin/chromium"].into_iter().find(|p| Path::new(p).exists()),
+    ) else {
+        skip("chromium and chromium-driver are not installed");
+        return;
+    };
+    let url = broker_url().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = TestDb::new("sqlite", tmp.path()).await;
+    let mut world = World::new(&url, &db.url).await;
+    world.config.desk.users = desk_users();
+    let flagger = Running::flagger(&world.config).await;
+    let desk = Running::desk(&world.config).await;
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(driver_bin).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver"),
+    );
+    let webdriver = format!("http://127.0.0.1:{port}");
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            reqwest::get(format!("{webdriver}/status")).await.is_ok_and(|r| r.status().is_success())
+        })
+        .await
+    );
+    let profile = tmp.path().join("chromium-profile");
+    let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,900",
+                     format!("--user-data-dir={}", profile.display())]
+        }
+    }))
+    .expect("caps");
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let browser = ClientBuilder::new(connector).capabilities(caps).connect(&webdriver).await.expect("browser session");
+
+    // Sign in through the form.
+    browser.goto(&desk.url("/")).await.expect("open desk");
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("#name"))
+        .await
+        .expect("sign-in form")
+        .send_keys("nurse")
+        .await
+        .expect("type");
+    browser.find(Locator::Css("#password")).await.expect("password").send_keys("nurse-pass").await.expect("type");
+    browser.find(Locator::Css("#sign-in")).await.expect("button").click().await.expect("sign in");
+    let live = browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#live")).await.expect("desk page");
+    assert!(
+        eventually(Duration::from_secs(10), || async { live.text().await.is_ok_and(|t| t == "live") }).await,
+        "the live stream connects"
+    );
+
+    // A call is published: its flag appears without a reload, with the note's text inert.
+    let p = world.prefix.clone();
+    let notes =
+        "<img src=x onerror=\"document.title='pwned'\"> says he's going to jump off the bridge <script>document.title='pwned2'</script>";
+    let probe = Probe::connect(&url, &[]).await;
+    probe
+        .publish(
+            &world.topic(),
+            event(
+                &format!("{p}-b1"),
+                &format!("{p}-bridge"),
+                "offered",
+                &chrono::Utc::now().to_rfc3339(),
+                Some("07700 900555"),
+                Some(notes),
+            ),
+        )
+        .await;
+    let card =
+        browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("li.flag.high")).await.expect("the flag appears live");
+    let text = card.text().await.expect("text");
+    assert!(text.contains("jump off"), "{text}");
+    assert!(text.contains("<img src=x") || text.contains("<script>"), "event text shows as text: {text}");
+    assert!(
+        browser.find_all(Locator::Css("#flags img, #flags script")).await.expect("query").is_empty(),
+        "no element made from event text"
+    );
+    let title = browser.title().await.expect("title");
+    assert!(!title.contains("pwned"), "a script in the notes ran: {title}");
+    let shot = browser.screenshot().await.expect("screenshot");
+    let _ = std::fs::create_dir_all(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desk-screenshot.png"), shot);
+
+    // Acknowledge with one click.
+    card.find(Locator::Css("button.ack")).await.expect("acknowledge button").click().await.expect("click");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            match browser.find(Locator::Css("li.flag.high")).await {
+                Ok(c) => c.text().await.is_ok_and(|t| t.contains("acknowledged by nurse")),
+                Err(_) => false,
+            }
+        })
+        .await,
+        "the card shows the acknowledgement"
+    );
+
+    // Record an outcome with a note: the flag closes and leaves the active list.
+    let card = browser.find(Locator::Css("li.flag.high")).await.expect("card");
+    card.find(Locator::Css("select.outcome option[value='s136_avoided']")).await.expect("option").click().await.expect("choose");
+    card.find(Locator::Css("input.note")).await.expect("note").send_keys("calmed, home with brother").await.expect("type");
+    card.find(Locator::Css("button.record")).await.expect("record").click().await.expect("click");
+    assert!(
+        eventually(Duration::from_secs(10), || async { browser.find_all(Locator::Css("li.flag.high")).await.is_ok_and(|v| v.is_empty()) })
+            .await,
+        "closed flags leave the list"
+    );
+    let closed: serde_json::Value = reqwest::Client::new()
+        .get(desk.url("/api/flags?status=closed"))
+        .basic_auth("nurse", Some("nurse-pass"))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let f = closed.as_array().and_then(|a| a.first()).expect("closed flag").clone();
+    assert_eq!(f["outcome"], "s136_avoided");
+    assert_eq!(f["note"], "calmed, home with brother");
+    assert_eq!(f["closed_by"], "nurse");
+
+    let _ = browser.close().await;
+    desk.stop().await;
+    flagger.stop().await;
+}
