@@ -82,6 +82,7 @@ async fn poll_loop(
 ) {
     let client_id = eventloop.mqtt_options.client_id();
     let mut backoff = Duration::from_millis(100);
+    let mut awaiting_suback = false;
     loop {
         let event = tokio::select! {
             _ = hard_stop.cancelled() => break,
@@ -93,11 +94,24 @@ async fn poll_loop(
                 tracing::info!(client = %client_id, session_present = ack.session_present, "connected to MQTT broker");
                 if !ack.session_present && !subscriptions.is_empty() {
                     let filters = subscriptions.iter().map(|(t, q)| rumqttc::SubscribeFilter::new(t.clone(), *q));
-                    if let Err(e) = client.try_subscribe_many(filters) {
-                        tracing::error!(error = %e, "could not queue the subscription");
+                    match client.try_subscribe_many(filters) {
+                        // Ready once the broker confirms the subscription: an event published
+                        // between ConnAck and SubAck would otherwise be missed by a fresh session.
+                        Ok(()) => awaiting_suback = true,
+                        Err(e) => tracing::error!(error = %e, "could not queue the subscription"),
                     }
                 }
-                let _ = connected.send(true);
+                if !awaiting_suback {
+                    let _ = connected.send(true);
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                    tracing::error!(client = %client_id, "the broker refused a subscription; check its ACL for the event topics");
+                }
+                if std::mem::take(&mut awaiting_suback) {
+                    let _ = connected.send(true);
+                }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 if tx.send(Received { at: std::time::Instant::now(), publish: p }).is_err() {
@@ -112,6 +126,7 @@ async fn poll_loop(
             Ok(_) => {}
             Err(e) => {
                 let _ = connected.send(false);
+                awaiting_suback = false;
                 if matches!(e, ConnectionError::RequestsDone) {
                     break;
                 }
