@@ -65,7 +65,12 @@ pub struct Link {
 /// without a stored session, reconnects with backoff and jitter, and ends after a
 /// disconnect requested through the client, or when `hard_stop` is cancelled.
 pub fn connect(options: MqttOptions, subscriptions: Vec<(String, QoS)>, hard_stop: CancellationToken) -> Link {
-    let (client, eventloop) = AsyncClient::new(options, 4096);
+    let (client, mut eventloop) = AsyncClient::new(options, 4096);
+    // Flags and acks are small writes: without TCP_NODELAY, Nagle's algorithm holds one back
+    // until the broker acknowledges the last, which put 5-20 ms stalls into flag latency.
+    let mut network = eventloop.network_options();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
     let (tx, incoming) = mpsc::unbounded_channel();
     let (connected_tx, connected) = watch::channel(false);
     let task = tokio::spawn(poll_loop(eventloop, client.clone(), subscriptions, tx, connected_tx, hard_stop));
