@@ -76,6 +76,9 @@ impl ServiceBase {
         crate::telemetry::follow_connection(link.connected.clone(), connected.clone());
         let ops = http::ops_router(self.registry.clone(), Readiness { mqtt: link.connected.clone(), db: Some(self.db.clone()) });
         let server = tokio::spawn(http::serve(listener, routes.merge(ops), shutdown.clone()));
+        if let Db::Sqlite(pool) = &self.db {
+            tokio::spawn(crate::store::checkpoint_wal(pool.clone(), shutdown.clone()));
+        }
         tracing::info!(listen = %self.addr, "{} running", self.name);
         Ok(Started { link, hard_stop, server })
     }
