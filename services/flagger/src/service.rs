@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 const SERVICE: &str = "flagger";
 /// Rows per multi-row statement (well under SQLite's and PostgreSQL's parameter limits).
 const CHUNK: usize = 256;
+const MARK_PUBLISHED: &str = "UPDATE flag_messages SET published_ms = $1 WHERE seq >= $2 AND seq <= $3 AND published_ms IS NULL";
 
 /// Flagger metrics (SPEC section 7).
 #[derive(Clone)]
@@ -78,6 +79,10 @@ pub struct Flagger {
     detector: Detector,
     /// The next `flag_messages.seq`: this service is the table's only writer.
     next_seq: i64,
+    /// Flag messages handed to the broker but not yet marked published in `flag_messages`:
+    /// ranges of seq, marked in the next batch's transaction (or on a tick, or at shutdown)
+    /// rather than in a write of their own. A crash in between publishes them again at start-up.
+    unmarked: Vec<(i64, i64)>,
     last_prune: Instant,
 }
 
@@ -100,7 +105,8 @@ impl Flagger {
         let metrics = FlaggerMetrics::new(&base.registry, &config);
         let detector = Detector::new(&config, &ingest);
         metrics.ingest.config_info.set(&lantern_shared::config::diff::fingerprint(&config));
-        let mut flagger = Flagger { base, config, ingest, db, metrics, detector, next_seq: 1, last_prune: Instant::now() };
+        let mut flagger =
+            Flagger { base, config, ingest, db, metrics, detector, next_seq: 1, unmarked: Vec::new(), last_prune: Instant::now() };
         flagger.rebuild().await?;
         Ok(flagger)
     }
@@ -194,6 +200,7 @@ impl Flagger {
         self.publish_outbox(&link.client).await;
         let reloads = self.base.reloads.take();
         consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(15)).await;
+        self.mark_published().await;
         self.base.stop(server).await;
         tracing::info!("flagger stopped");
         Ok(())
@@ -218,22 +225,48 @@ impl Flagger {
         let detector = &mut self.detector;
         let next_seq = &mut self.next_seq;
         let topic_root = &self.config;
+        let unmarked = &self.unmarked;
         macro_rules! body {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await?;
-                // Which event ids are new: the database's UNIQUE key decides, once per batch.
-                let mut fresh: HashSet<String> = HashSet::new();
+            ($begin:expr) => {{
+                let mut tx = $begin.await?;
+                for (first, last) in unmarked {
+                    sqlx::query(MARK_PUBLISHED).bind(now_ms).bind(*first).bind(*last).execute(&mut *tx).await?;
+                }
+                // Which event ids are new. Asking for the ones already stored (usually none)
+                // rather than inserting with RETURNING keeps the rows coming back few: SQLite
+                // hands each returned row across threads on its own.
+                let mut stored: HashSet<String> = HashSet::new();
                 for chunk in valid.chunks(CHUNK) {
+                    let mut q = sqlx::QueryBuilder::new("SELECT event_id FROM processed_events WHERE service = ");
+                    q.push_bind(SERVICE).push(" AND event_id IN (");
+                    let mut list = q.separated(", ");
+                    for (_, ev) in chunk {
+                        list.push_bind(ev.event_id.as_str());
+                    }
+                    q.push(")");
+                    stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+                }
+                // A set, so an id repeated within the batch counts once.
+                let mut fresh: HashSet<&str> =
+                    valid.iter().map(|(_, ev)| ev.event_id.as_str()).filter(|id| !stored.contains(*id)).collect();
+                let new_ids: Vec<&str> = fresh.iter().copied().collect();
+                let mut inserted = 0;
+                for chunk in new_ids.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
-                    q.push_values(chunk, |mut b, (_, ev)| {
-                        b.push_bind(SERVICE).push_bind(ev.event_id.as_str()).push_bind(now_ms);
+                    q.push_values(chunk, |mut b, id| {
+                        b.push_bind(SERVICE).push_bind(*id).push_bind(now_ms);
                     });
-                    q.push(" ON CONFLICT DO NOTHING RETURNING event_id");
-                    fresh.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+                    q.push(" ON CONFLICT DO NOTHING");
+                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
+                }
+                if inserted != new_ids.len() as u64 {
+                    // Another writer stored some of these ids since we looked (only possible on
+                    // PostgreSQL with two flaggers on one database): roll back and try again.
+                    return Err(sqlx::Error::Protocol(format!("{} of {} new event ids were stored meanwhile by another writer", new_ids.len() as u64 - inserted, new_ids.len())));
                 }
                 // Which calls the database has seen already.
                 let mut known: HashSet<String> = HashSet::new();
-                let call_ids: Vec<&str> = valid.iter().filter(|(_, ev)| fresh.contains(&ev.event_id)).map(|(_, ev)| ev.call_id.as_str()).collect();
+                let call_ids: Vec<&str> = valid.iter().filter(|(_, ev)| fresh.contains(ev.event_id.as_str())).map(|(_, ev)| ev.call_id.as_str()).collect();
                 for chunk in call_ids.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new("SELECT call_id FROM flagger_calls WHERE call_id IN (");
                     let mut list = q.separated(", ");
@@ -247,7 +280,7 @@ impl Flagger {
                 let mut new_calls: Vec<(&CallEvent, Option<String>, Option<String>)> = Vec::new();
                 let mut flags = Vec::new();
                 for (received, ev) in &valid {
-                    if !fresh.remove(&ev.event_id) {
+                    if !fresh.remove(ev.event_id.as_str()) {
                         duplicates += 1;
                         continue;
                     }
@@ -338,22 +371,26 @@ impl Flagger {
             }};
         }
         match &self.db {
-            Db::Sqlite(pool) => body!(pool),
-            Db::Postgres(pool) => body!(pool),
+            // IMMEDIATE: take SQLite's write lock first, so the reads that decide what is new
+            // cannot be overtaken by another service writing the same file.
+            Db::Sqlite(pool) => body!(pool.begin_with("BEGIN IMMEDIATE")),
+            Db::Postgres(pool) => body!(pool.begin()),
         }
+        self.unmarked.clear();
         Ok((outgoing, duplicates))
     }
 
-    /// Hands stored flag messages to the broker and marks them published.
-    async fn publish(&self, client: &AsyncClient, outgoing: Vec<Outgoing>) {
-        if outgoing.is_empty() {
-            return;
-        }
-        let (first, last) = (outgoing[0].seq, outgoing[outgoing.len() - 1].seq);
+    /// Hands stored flag messages to the broker; they are marked published with the next write.
+    async fn publish(&mut self, client: &AsyncClient, outgoing: Vec<Outgoing>) {
         for o in outgoing {
+            let seq = o.seq;
             if let Err(e) = client.publish(o.topic, QoS::AtLeastOnce, false, o.payload.into_bytes()).await {
                 tracing::error!(error = %e, "could not publish a flag; it stays in the outbox");
                 return;
+            }
+            match self.unmarked.last_mut() {
+                Some((_, last)) if *last + 1 == seq => *last = seq,
+                _ => self.unmarked.push((seq, seq)),
             }
             if let Some(at) = o.received {
                 self.metrics.flag_latency.with_label_values(&[o.kind.as_str()]).observe(at.elapsed().as_secs_f64());
@@ -362,16 +399,31 @@ impl Flagger {
                 self.metrics.flags_raised.with_label_values(&[o.kind.as_str(), o.severity]).inc();
             }
         }
-        let q = "UPDATE flag_messages SET published_ms = $1 WHERE seq >= $2 AND seq <= $3 AND published_ms IS NULL";
+    }
+
+    /// Marks what was handed to the broker as published, in a write of its own.
+    async fn mark_published(&mut self) {
+        if self.unmarked.is_empty() {
+            return;
+        }
         let now = Utc::now().timestamp_millis();
-        let db = &self.db;
-        if let Err(e) = with_db!(db, |pool| sqlx::query(q).bind(now).bind(first).bind(last).execute(pool).await.map(|_| ())) {
-            tracing::error!(error = %e, "could not mark flags published; they will be published again at start-up");
+        let (db, unmarked) = (&self.db, &self.unmarked);
+        let result: Result<(), sqlx::Error> = with_db!(db, |pool| async {
+            let mut tx = pool.begin().await?;
+            for (first, last) in unmarked {
+                sqlx::query(MARK_PUBLISHED).bind(now).bind(*first).bind(*last).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await);
+        match result {
+            Ok(()) => self.unmarked.clear(),
+            Err(e) => tracing::error!(error = %e, "could not mark flags published; will try again (a restart publishes them again)"),
         }
     }
 
     /// Publishes what a previous run stored but did not hand to the broker.
-    async fn publish_outbox(&self, client: &AsyncClient) {
+    async fn publish_outbox(&mut self, client: &AsyncClient) {
         let q = "SELECT seq, topic, payload FROM flag_messages WHERE published_ms IS NULL ORDER BY seq";
         let db = &self.db;
         let rows: Vec<(i64, String, String)> = match with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await) {
@@ -393,6 +445,7 @@ impl Flagger {
             })
             .collect();
         self.publish(client, outgoing).await;
+        self.mark_published().await;
     }
 
     /// Swaps in a reloaded config between batches, so each event is handled under one version.
@@ -501,6 +554,7 @@ impl BatchConsumer for Flagger {
     }
 
     async fn tick(&mut self) {
+        self.mark_published().await;
         self.update_gauges();
         if self.last_prune.elapsed() > Duration::from_secs(600) {
             self.prune().await;
