@@ -353,9 +353,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Publish-to-flag latency at a steady 1,000 events a second, every event raising a
 /// mental-health flag; baseline: publish-to-receive on a bare subscriber at the same pace.
-async fn latency(url: &str, seconds: u64) -> (Vec<f64>, Vec<f64>) {
+async fn latency(url: &str, seconds: u64, backend: &str) -> (Vec<f64>, Vec<f64>) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let db = lantern_tests::TestDb::new("sqlite", tmp.path()).await;
+    let db = lantern_tests::TestDb::new(backend, tmp.path()).await;
     let world = lantern_tests::World::new(url, &db.url).await;
     let flagger = lantern_tests::Running::flagger(&world.config).await;
     let p = world.prefix.clone();
@@ -398,6 +398,9 @@ async fn latency(url: &str, seconds: u64) -> (Vec<f64>, Vec<f64>) {
                 let Some(i) = call.and_then(|c| c.rsplit('-').next().and_then(|n| n.parse::<usize>().ok())) else { continue };
                 if let Some(Some(at)) = sent.lock().ok().and_then(|v| v.get(i).copied()) {
                     lat.push(at.elapsed().as_secs_f64() * 1000.0);
+                    if std::env::var_os("LANTERN_BENCH_TRACE").is_some() && at.elapsed().as_secs_f64() > 0.005 {
+                        println!("slow: event {i} took {:.1} ms", at.elapsed().as_secs_f64() * 1000.0);
+                    }
                 }
             }
             let _ = pubtask.await;
@@ -609,8 +612,12 @@ fn main() {
                 );
             }
             if want("latency") {
-                let (flags, bare) = latency(&url, 10).await;
-                for (name, v) in [("publish to flag received", &flags), ("baseline: publish to bare subscriber", &bare)] {
+                let (flags, bare) = latency(&url, 10, "sqlite").await;
+                let mut series = vec![("publish to flag received (SQLite)", flags), ("baseline: publish to bare subscriber", bare)];
+                if std::env::var("LANTERN_TEST_DATABASE_URL").is_ok() {
+                    series.insert(1, ("publish to flag received (PostgreSQL)", latency(&url, 10, "postgres").await.0));
+                }
+                for (name, v) in &series {
                     if v.is_empty() {
                         continue;
                     }
