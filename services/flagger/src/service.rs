@@ -227,42 +227,50 @@ impl Flagger {
         let topic_root = &self.config;
         let unmarked = &self.unmarked;
         macro_rules! body {
-            ($begin:expr) => {{
+            ($begin:expr, $returning:expr) => {{
                 let mut tx = $begin.await?;
                 for (first, last) in unmarked {
                     sqlx::query(MARK_PUBLISHED).bind(now_ms).bind(*first).bind(*last).execute(&mut *tx).await?;
                 }
-                // Which event ids are new. Asking for the ones already stored (usually none)
-                // rather than inserting with RETURNING keeps the rows coming back few: SQLite
-                // hands each returned row across threads on its own.
-                let mut stored: HashSet<String> = HashSet::new();
-                for chunk in valid.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::new("SELECT event_id FROM processed_events WHERE service = ");
-                    q.push_bind(SERVICE).push(" AND event_id IN (");
-                    let mut list = q.separated(", ");
-                    for (_, ev) in chunk {
-                        list.push_bind(ev.event_id.as_str());
+                // Which event ids are new. On SQLite, ask for the ones already stored (usually
+                // none) and insert the rest: sqlx-sqlite hands every row a RETURNING clause gives
+                // back across threads on its own. On PostgreSQL, INSERT ... RETURNING is cheap,
+                // and the lookup is not: on a young table the planner scans it for each list.
+                let mut fresh: HashSet<&str> = HashSet::new();
+                if $returning {
+                    let mut inserted: HashSet<String> = HashSet::new();
+                    for chunk in valid.chunks(CHUNK) {
+                        let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
+                        q.push_values(chunk, |mut b, (_, ev)| {
+                            b.push_bind(SERVICE).push_bind(ev.event_id.as_str()).push_bind(now_ms);
+                        });
+                        q.push(" ON CONFLICT DO NOTHING RETURNING event_id");
+                        inserted.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
                     }
-                    q.push(")");
-                    stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
-                }
-                // A set, so an id repeated within the batch counts once.
-                let mut fresh: HashSet<&str> =
-                    valid.iter().map(|(_, ev)| ev.event_id.as_str()).filter(|id| !stored.contains(*id)).collect();
-                let new_ids: Vec<&str> = fresh.iter().copied().collect();
-                let mut inserted = 0;
-                for chunk in new_ids.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
-                    q.push_values(chunk, |mut b, id| {
-                        b.push_bind(SERVICE).push_bind(*id).push_bind(now_ms);
-                    });
-                    q.push(" ON CONFLICT DO NOTHING");
-                    inserted += q.build().execute(&mut *tx).await?.rows_affected();
-                }
-                if inserted != new_ids.len() as u64 {
-                    // Another writer stored some of these ids since we looked (only possible on
-                    // PostgreSQL with two flaggers on one database): roll back and try again.
-                    return Err(sqlx::Error::Protocol(format!("{} of {} new event ids were stored meanwhile by another writer", new_ids.len() as u64 - inserted, new_ids.len())));
+                    fresh.extend(valid.iter().map(|(_, ev)| ev.event_id.as_str()).filter(|id| inserted.contains(*id)));
+                } else {
+                    let mut stored: HashSet<String> = HashSet::new();
+                    for chunk in valid.chunks(CHUNK) {
+                        let mut q = sqlx::QueryBuilder::new("SELECT event_id FROM processed_events WHERE service = ");
+                        q.push_bind(SERVICE).push(" AND event_id IN (");
+                        let mut list = q.separated(", ");
+                        for (_, ev) in chunk {
+                            list.push_bind(ev.event_id.as_str());
+                        }
+                        q.push(")");
+                        stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+                    }
+                    // A set, so an id repeated within the batch counts once.
+                    fresh.extend(valid.iter().map(|(_, ev)| ev.event_id.as_str()).filter(|id| !stored.contains(*id)));
+                    let new_ids: Vec<&str> = fresh.iter().copied().collect();
+                    for chunk in new_ids.chunks(CHUNK) {
+                        let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
+                        q.push_values(chunk, |mut b, id| {
+                            b.push_bind(SERVICE).push_bind(*id).push_bind(now_ms);
+                        });
+                        // No conflict is possible: the write lock was taken before the lookup.
+                        q.build().execute(&mut *tx).await?;
+                    }
                 }
                 // Which calls the database has seen already.
                 let mut known: HashSet<String> = HashSet::new();
@@ -373,8 +381,8 @@ impl Flagger {
         match &self.db {
             // IMMEDIATE: take SQLite's write lock first, so the reads that decide what is new
             // cannot be overtaken by another service writing the same file.
-            Db::Sqlite(pool) => body!(pool.begin_with("BEGIN IMMEDIATE")),
-            Db::Postgres(pool) => body!(pool.begin()),
+            Db::Sqlite(pool) => body!(pool.begin_with("BEGIN IMMEDIATE"), false),
+            Db::Postgres(pool) => body!(pool.begin(), true),
         }
         self.unmarked.clear();
         Ok((outgoing, duplicates))
