@@ -54,7 +54,9 @@ impl Db {
                 .foreign_keys(true)
                 // Checkpoints run from [`checkpoint_wal`], not inside whichever commit crosses
                 // the threshold: that commit would wait for the checkpoint's fsyncs.
-                .pragma("wal_autocheckpoint", "0");
+                .pragma("wal_autocheckpoint", "0")
+                // After a burst, give the log file back down to 64 MiB once it is checkpointed.
+                .pragma("journal_size_limit", "67108864");
             let path = opts.get_filename().to_path_buf();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
@@ -93,11 +95,14 @@ impl Db {
     }
 }
 
-/// Copies SQLite's write-ahead log back into the database every second until `stop`, on a
+/// Copies SQLite's write-ahead log back into the database every ten seconds until `stop`, on a
 /// connection of its own, so no event's commit waits for a checkpoint. PASSIVE never blocks
-/// readers or writers; what it cannot copy now it copies next time.
+/// readers or writers; what it cannot copy now it copies next time. Each checkpoint's fsyncs
+/// still slow the commits around them through the disk, so they are kept rare: at 1,000
+/// events/s, checkpoints every second put p99 flag latency at 4-5 ms on a busy disk, every ten
+/// seconds at 1.6-1.7 ms.
 pub async fn checkpoint_wal(pool: SqlitePool, stop: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(1));
+    let mut every = tokio::time::interval(Duration::from_secs(10));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
