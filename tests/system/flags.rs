@@ -54,6 +54,13 @@ async fn restart_continues_counting(backend: &str) {
     assert_eq!(flag["reasons"][0]["calls"], 6);
     assert_eq!(flagger.metric("lantern_flags_raised_total{kind=\"repeat_caller\",severity=\"medium\"}").await, 0.0);
     flagger.stop().await;
+
+    // A clean stop leaves nothing in the outbox, so no flag is sent again at the next start.
+    let store = lantern_shared::store::Db::connect(&db.url).await.expect("database");
+    let q = "SELECT COUNT(*) FROM flag_messages WHERE published_ms IS NULL";
+    let unpublished: i64 = lantern_shared::with_db!(&store, |pool| sqlx::query_scalar(q).fetch_one(pool).await).expect("outbox");
+    assert_eq!(unpublished, 0, "flags handed to the broker are marked published by shutdown");
+    store.close().await;
     db.cleanup().await;
 }
 
