@@ -31,6 +31,8 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     let db = TestDb::new("sqlite", tmp.path()).await;
     let mut world = World::new(&url, &db.url).await;
     world.config.desk.users = desk_users();
+    // A fixed port, so the page can reach the desk again after it restarts.
+    world.config.desk.listen = format!("127.0.0.1:{}", free_port());
     let flagger = Running::flagger(&world.config).await;
     let desk = Running::desk(&world.config).await;
 
@@ -147,6 +149,36 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     assert_eq!(f["outcome"], "s136_avoided");
     assert_eq!(f["note"], "calmed, home with brother");
     assert_eq!(f["closed_by"], "nurse");
+
+    // The desk restarts mid-shift: the open page is still signed in, reconnects by itself and
+    // shows the next flag live, with no reload.
+    desk.stop().await;
+    let desk = Running::desk(&world.config).await;
+    probe
+        .publish(
+            &world.topic(),
+            event(
+                &format!("{p}-b2"),
+                &format!("{p}-second"),
+                "offered",
+                &chrono::Utc::now().to_rfc3339(),
+                Some("07700 900556"),
+                Some("on the phone from the bridge, says she is going to jump off it"),
+            ),
+        )
+        .await;
+    let card = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("li.flag.high"))
+        .await
+        .expect("after the desk restarts, the next flag appears on the open page");
+    assert!(card.text().await.expect("text").contains("jump off"));
+    assert_eq!(browser.current_url().await.expect("url").path(), "/", "the nurse was not sent back to sign in");
+    assert!(
+        eventually(Duration::from_secs(10), || async { live.text().await.is_ok_and(|t| t == "live") }).await,
+        "the page says it is live again"
+    );
 
     let _ = browser.close().await;
     desk.stop().await;

@@ -104,7 +104,14 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
     match state.auth.verify(&users, &form.name, &form.password).await {
         Some(user) => {
             let _ = audit_log(&state, &user, "sign_in", "desk", None).await;
-            let token = state.auth.start_session(user);
+            let token = match state.auth.start_session(&state.db, user).await {
+                Ok(token) => token,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not store a desk session");
+                    let page = crate::page::login_page(Some("Signing in failed: the desk cannot reach its database. Try again shortly."));
+                    return (StatusCode::SERVICE_UNAVAILABLE, page).into_response();
+                }
+            };
             let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200");
             let mut resp = Redirect::to("/").into_response();
             if let Ok(v) = HeaderValue::from_str(&cookie) {
@@ -119,7 +126,9 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
 async fn logout(State(state): State<AppState>, req: axum::extract::Request) -> Response {
     let (parts, _) = req.into_parts();
     if let Some(t) = session_token(&parts) {
-        state.auth.end_session(&t);
+        if let Err(e) = state.auth.end_session(&state.db, &t).await {
+            tracing::warn!(error = %e, "could not delete a desk session");
+        }
     }
     let mut resp = Redirect::to("/login").into_response();
     resp.headers_mut()
@@ -328,31 +337,40 @@ async fn stream(
             with_db!(&db, |pool| sqlx::query_scalar::<_, i64>(q).fetch_one(pool).await)?
         }
     };
+    let stopping = state.stopping.clone();
     let events = futures::stream::unfold(
         (db, rx, start, std::collections::VecDeque::<(i64, String, String)>::new()),
-        |(db, mut rx, mut after, mut queue)| async move {
-            loop {
-                if let Some((seq, event, payload)) = queue.pop_front() {
-                    let ev = Event::default().id(seq.to_string()).event(event).data(payload);
-                    return Some((Ok::<_, Infallible>(ev), (db, rx, after, queue)));
-                }
-                let q = "SELECT seq, event, payload FROM desk_updates WHERE seq > $1 ORDER BY seq LIMIT 500";
-                let rows: Vec<(i64, String, String)> = match with_db!(&db, |pool| sqlx::query_as(q).bind(after).fetch_all(pool).await) {
-                    Ok(rows) => rows,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "live stream could not read updates; closing it so the page reconnects");
-                        return None;
+        move |(db, mut rx, mut after, mut queue)| {
+            let stopping = stopping.clone();
+            async move {
+                loop {
+                    if let Some((seq, event, payload)) = queue.pop_front() {
+                        let ev = Event::default().id(seq.to_string()).event(event).data(payload);
+                        return Some((Ok::<_, Infallible>(ev), (db, rx, after, queue)));
                     }
-                };
-                if let Some(last) = rows.last() {
-                    after = last.0;
-                    queue.extend(rows);
-                    continue;
-                }
-                // Nothing new: wait for a tell. Lagging only means "read again", never skipping.
-                match rx.recv().await {
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    let q = "SELECT seq, event, payload FROM desk_updates WHERE seq > $1 ORDER BY seq LIMIT 500";
+                    let rows: Vec<(i64, String, String)> = match with_db!(&db, |pool| sqlx::query_as(q).bind(after).fetch_all(pool).await) {
+                        Ok(rows) => rows,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "live stream could not read updates; closing it so the page reconnects");
+                            return None;
+                        }
+                    };
+                    if let Some(last) = rows.last() {
+                        after = last.0;
+                        queue.extend(rows);
+                        continue;
+                    }
+                    // Nothing new: wait for a tell. Lagging only means "read again", never skipping.
+                    // At shutdown the stream ends, so the server can stop and the page reconnects.
+                    let told = tokio::select! {
+                        _ = stopping.cancelled() => return None,
+                        r = rx.recv() => r,
+                    };
+                    match told {
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
                 }
             }
         },

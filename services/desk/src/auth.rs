@@ -1,5 +1,6 @@
 //! Sign-in: users from config with argon2 hashes; a session cookie for the page (HttpOnly,
-//! SameSite=Strict) and HTTP Basic for API clients.
+//! SameSite=Strict) and HTTP Basic for API clients. Sessions are kept in the database (as a
+//! hash of the token), so a restarted desk keeps its nurses signed in.
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -8,6 +9,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use lantern_shared::config::{Role, UserConfig};
+use lantern_shared::store::Db;
+use lantern_shared::with_db;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -38,7 +41,8 @@ impl User {
 
 #[derive(Default)]
 pub struct Auth {
-    sessions: Mutex<HashMap<String, (User, Instant)>>,
+    /// Sessions seen since start-up, by token hash, with when they began (ms since the epoch).
+    sessions: Mutex<HashMap<String, (User, i64)>>,
     verified: Mutex<HashMap<[u8; 32], (User, Instant)>>,
 }
 
@@ -68,25 +72,79 @@ impl Auth {
         Some(user)
     }
 
-    pub fn start_session(&self, user: User) -> String {
+    /// Starts a session and returns its token; the database keeps only the token's hash.
+    pub async fn start_session(&self, db: &Db, user: User) -> Result<String, sqlx::Error> {
         let token = data_encoding::BASE64URL_NOPAD.encode(&rand::random::<[u8; 32]>());
-        if let Ok(mut m) = self.sessions.lock() {
-            m.retain(|_, (_, at)| at.elapsed() < SESSION_TTL);
-            m.insert(token.clone(), (user, Instant::now()));
+        let hash = token_hash(&token);
+        let now = chrono::Utc::now().timestamp_millis();
+        let expired_before = now - SESSION_TTL.as_millis() as i64;
+        with_db!(db, |pool| async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM desk_sessions WHERE created_ms < $1").bind(expired_before).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO desk_sessions (token_hash, name, role, created_ms) VALUES ($1, $2, $3, $4)")
+                .bind(&hash)
+                .bind(&user.name)
+                .bind(role_name(user.role))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
         }
-        token
+        .await)?;
+        if let Ok(mut m) = self.sessions.lock() {
+            m.retain(|_, (_, at)| *at >= expired_before);
+            m.insert(hash, (user, now));
+        }
+        Ok(token)
     }
 
-    pub fn end_session(&self, token: &str) {
+    pub async fn end_session(&self, db: &Db, token: &str) -> Result<(), sqlx::Error> {
+        let hash = token_hash(token);
         if let Ok(mut m) = self.sessions.lock() {
-            m.remove(token);
+            m.remove(&hash);
         }
+        with_db!(db, |pool| sqlx::query("DELETE FROM desk_sessions WHERE token_hash = $1").bind(&hash).execute(pool).await.map(|_| ()))
     }
 
-    fn session(&self, token: &str, users: &[UserConfig]) -> Option<User> {
-        let (u, at) = self.sessions.lock().ok()?.get(token).cloned()?;
+    async fn session(&self, db: &Db, token: &str, users: &[UserConfig]) -> Option<User> {
+        let hash = token_hash(token);
+        let cached = self.sessions.lock().ok()?.get(&hash).cloned();
+        let (user, at) = match cached {
+            Some(found) => found,
+            None => {
+                let q = "SELECT name, role, created_ms FROM desk_sessions WHERE token_hash = $1";
+                let row: Option<(String, String, i64)> = match with_db!(db, |pool| sqlx::query_as(q).bind(&hash).fetch_optional(pool).await)
+                {
+                    Ok(row) => row,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read a desk session");
+                        None
+                    }
+                };
+                let (name, role, at) = row?;
+                let role = [Role::Nurse, Role::Inspector, Role::Admin].into_iter().find(|r| role_name(*r) == role)?;
+                let found = (User { name, role }, at);
+                if let Ok(mut m) = self.sessions.lock() {
+                    m.insert(hash, found.clone());
+                }
+                found
+            }
+        };
+        let fresh = chrono::Utc::now().timestamp_millis() - at < SESSION_TTL.as_millis() as i64;
         // A user removed from config (or whose role changed) loses their session at once.
-        (at.elapsed() < SESSION_TTL && users.iter().any(|c| c.name == u.name && c.role == u.role)).then_some(u)
+        (fresh && users.iter().any(|c| c.name == user.name && c.role == user.role)).then_some(user)
+    }
+}
+
+fn token_hash(token: &str) -> String {
+    data_encoding::HEXLOWER.encode(&Sha256::digest(token.as_bytes()))
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Nurse => "nurse",
+        Role::Inspector => "inspector",
+        Role::Admin => "admin",
     }
 }
 
@@ -104,7 +162,7 @@ impl FromRequestParts<AppState> for User {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let users = state.users.load();
         if let Some(token) = session_token(parts) {
-            if let Some(u) = state.auth.session(&token, &users) {
+            if let Some(u) = state.auth.session(&state.db, &token, &users).await {
                 return Ok(u);
             }
         }

@@ -45,6 +45,8 @@ pub struct Inner {
     pub metrics: DeskMetrics,
     /// Tells live streams that rows up to this seq exist.
     pub updates: broadcast::Sender<i64>,
+    /// Cancelled at shutdown: live streams end, or the server would wait for them for ever.
+    pub stopping: CancellationToken,
 }
 
 impl std::ops::Deref for AppState {
@@ -74,6 +76,7 @@ impl Desk {
             auth: auth::Auth::default(),
             metrics,
             updates,
+            stopping: CancellationToken::new(),
         }));
         metrics::refresh(&state).await.context("desk metrics from the database")?;
         if config.desk.users.is_empty() {
@@ -95,6 +98,11 @@ impl Desk {
         let connected = self.state.metrics.mqtt_connected.clone();
         let routes = api::router(self.state.clone());
         let Started { link, hard_stop, server } = self.base.start(vec![self.config.topic("flags/#")], &connected, routes, &shutdown)?;
+        let (stopping, stop) = (self.state.stopping.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            stopping.cancel();
+        });
         let reloads = self.base.reloads.take();
         consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(15)).await;
         self.base.stop(server).await;

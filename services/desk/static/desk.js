@@ -123,14 +123,25 @@ async function history(ref) {
   document.getElementById("history").showModal();
 }
 
+let lastEventId = null;
+
 function connect() {
   const live = document.getElementById("live");
-  const source = new EventSource("/api/flags/stream");
+  // A new stream picks up after the last update this page saw, so no flag is skipped.
+  const source = new EventSource(lastEventId ? `/api/flags/stream?after=${encodeURIComponent(lastEventId)}` : "/api/flags/stream");
   source.onopen = () => { live.textContent = "live"; live.classList.remove("down"); };
-  source.onerror = () => { live.textContent = "reconnecting…"; live.classList.add("down"); };
-  // The browser resumes from the last id it saw (Last-Event-ID), so no flag is skipped.
-  source.addEventListener("flag", (e) => { const m = JSON.parse(e.data); refresh(m.flag_id); });
-  source.addEventListener("status", (e) => { const m = JSON.parse(e.data); refresh(m.flag_id); });
+  source.onerror = async () => {
+    live.textContent = "reconnecting…"; live.classList.add("down");
+    // After a dropped connection the browser retries by itself (sending Last-Event-ID). After an
+    // error status it gives up for good, and the page would sit there looking alive: find out
+    // why (a 401 goes to sign-in) and open a new stream.
+    if (source.readyState !== EventSource.CLOSED) return;
+    try { await api("/api/me"); } catch (e) { /* signed out, or the desk is down: try again below */ }
+    setTimeout(connect, 3000);
+  };
+  const seen = (e) => { if (e.lastEventId) lastEventId = e.lastEventId; return JSON.parse(e.data); };
+  source.addEventListener("flag", (e) => refresh(seen(e).flag_id));
+  source.addEventListener("status", (e) => refresh(seen(e).flag_id));
 }
 
 async function start() {
