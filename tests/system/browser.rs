@@ -85,19 +85,11 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     let notes =
         "<img src=x onerror=\"document.title='pwned'\"> says he's going to jump off the bridge <script>document.title='pwned2'</script>";
     let probe = Probe::connect(&url, &[]).await;
-    probe
-        .publish(
-            &world.topic(),
-            event(
-                &format!("{p}-b1"),
-                &format!("{p}-bridge"),
-                "offered",
-                &chrono::Utc::now().to_rfc3339(),
-                Some("07700 900555"),
-                Some(notes),
-            ),
-        )
-        .await;
+    // A call offered now, from `number`, with `notes`.
+    let call = |n: u32, number: &str, notes: &str| {
+        event(&format!("{p}-b{n}"), &format!("{p}-call{n}"), "offered", &chrono::Utc::now().to_rfc3339(), Some(number), Some(notes))
+    };
+    probe.publish(&world.topic(), call(1, "07700 900555", notes)).await;
     let card =
         browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("li.flag.high")).await.expect("the flag appears live");
     let text = card.text().await.expect("text");
@@ -154,19 +146,7 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     // shows the next flag live, with no reload.
     desk.stop().await;
     let desk = Running::desk(&world.config).await;
-    probe
-        .publish(
-            &world.topic(),
-            event(
-                &format!("{p}-b2"),
-                &format!("{p}-second"),
-                "offered",
-                &chrono::Utc::now().to_rfc3339(),
-                Some("07700 900556"),
-                Some("on the phone from the bridge, says she is going to jump off it"),
-            ),
-        )
-        .await;
+    probe.publish(&world.topic(), call(2, "07700 900556", "on the phone from the bridge, says she is going to jump off it")).await;
     let card = browser
         .wait()
         .at_most(Duration::from_secs(20))
