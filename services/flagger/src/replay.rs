@@ -166,27 +166,28 @@ pub fn compare_table(old: &Summary, new: &Summary) -> String {
             (Some(_), None) => " (removed)",
             _ => "",
         };
-        s.push_str(&format!(
-            "{:<24} {:>10} {:>10} {:>+8} {:>12} {:>12} {:>+8}{mark}\n",
-            name,
-            os.flags_raised,
-            ns.flags_raised,
-            ns.flags_raised as i64 - os.flags_raised as i64,
-            os.identities,
-            ns.identities,
-            ns.identities as i64 - os.identities as i64
-        ));
+        s.push_str(&compare_row(name, (os.flags_raised, ns.flags_raised), (os.identities, ns.identities), mark));
     }
-    s.push_str(&format!(
-        "{:<24} {:>10} {:>10} {:>+8} {:>12} {:>12} {:>+8}\n",
+    s.push_str(&compare_row(
         "all repeat-caller rules",
-        old.repeat_caller_flags,
-        new.repeat_caller_flags,
-        new.repeat_caller_flags as i64 - old.repeat_caller_flags as i64,
-        old.repeat_callers,
-        new.repeat_callers,
-        new.repeat_callers as i64 - old.repeat_callers as i64
+        (old.repeat_caller_flags, new.repeat_caller_flags),
+        (old.repeat_callers, new.repeat_callers),
+        "",
     ));
     s.push_str(&format!("mental-health flags: {} old, {} new\n", old.mental_health_flags, new.mental_health_flags));
     s
+}
+
+/// One line of [`compare_table`]: flags and callers, old and new, each with its change.
+fn compare_row(name: &str, (old_flags, new_flags): (u64, u64), (old_callers, new_callers): (u64, u64), mark: &str) -> String {
+    format!(
+        "{:<24} {:>10} {:>10} {:>+8} {:>12} {:>12} {:>+8}{mark}\n",
+        name,
+        old_flags,
+        new_flags,
+        new_flags as i64 - old_flags as i64,
+        old_callers,
+        new_callers,
+        new_callers as i64 - old_callers as i64
+    )
 }
