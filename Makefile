@@ -1,7 +1,7 @@
 # Lantern. Quickstart: `make run`, then `make test`.
 CARGO ?= cargo
 
-.PHONY: run build test lint bench demo conformance fmt clean
+.PHONY: run build test lint bench demo conformance fmt clean fuzz
 
 run:
 	$(CARGO) run --release -p lantern -- run --config config/lantern.toml
@@ -31,6 +31,17 @@ demo: build
 	./target/release/lantern run --config config/lantern.toml & \
 	  pid=$$!; sleep 3; ./target/release/lantern simulate --rate 60 --duration 30m --config config/lantern.toml; \
 	  kill $$pid
+
+# Each fuzz target for FUZZ_SECONDS (default 180) under cargo-fuzz, which needs a nightly
+# toolchain beside stable (the build itself never uses nightly). Seeds: fuzz/seeds/<target>.
+FUZZ_SECONDS ?= 180
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	@for t in event lexicon config flag; do \
+	  mkdir -p fuzz/corpus/$$t && cp -n fuzz/seeds/$$t/* fuzz/corpus/$$t/ ; \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && $(CARGO) +nightly fuzz run $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096) || exit 1; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

@@ -464,6 +464,22 @@ impl OwnMosquitto {
         self.stop();
         self.spawn();
     }
+
+    /// Freezes the broker (SIGSTOP): connections stay open and nothing moves.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen broker go on (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = std::process::Command::new("kill").arg(sig).arg(c.id().to_string()).status();
+        }
+    }
 }
 
 impl Drop for OwnMosquitto {
@@ -473,6 +489,64 @@ impl Drop for OwnMosquitto {
             let _ = c.wait();
         }
     }
+}
+
+/// Flags the desk lists, asked as the `nurse` test user (see [`desk_users`]).
+pub async fn desk_flags(desk: std::net::SocketAddr) -> Vec<serde_json::Value> {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{desk}/api/flags?limit=1000"))
+        .basic_auth("nurse", Some("nurse-pass"))
+        .send()
+        .await
+        .expect("desk answers");
+    resp.json::<Vec<serde_json::Value>>().await.unwrap_or_default()
+}
+
+/// Waits until the desk lists a flag for `call_id`.
+pub async fn desk_flag(desk: std::net::SocketAddr, call_id: &str, wait: Duration) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if let Some(f) = desk_flags(desk).await.into_iter().find(|f| f["call_id"] == call_id) {
+            return Some(f);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// One number from the database at `db_url` (SQLite or PostgreSQL).
+pub async fn query_i64(db_url: &str, q: &str) -> i64 {
+    let db = lantern_shared::store::Db::connect(db_url).await.expect("db");
+    let n: i64 = lantern_shared::with_db!(&db, |pool| sqlx::query_scalar(q).fetch_one(pool).await).expect("query");
+    db.close().await;
+    n
+}
+
+/// Runs one statement on the database at `db_url` (SQLite or PostgreSQL).
+pub async fn execute(db_url: &str, q: &str) {
+    let db = lantern_shared::store::Db::connect(db_url).await.expect("db");
+    lantern_shared::with_db!(&db, |pool| sqlx::raw_sql(q).execute(pool).await.map(|_| ())).expect("statement");
+    db.close().await;
+}
+
+/// Starts the real `lantern` command (`bin`, the test package's `lantern-under-test`) with
+/// `args`, logging to `log`.
+pub fn spawn_lantern(bin: &str, args: &[&str], config: &Path, log: &Path) -> std::process::Child {
+    std::process::Command::new(bin)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("LANTERN_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).map(std::process::Stdio::from).unwrap_or(std::process::Stdio::null()))
+        .spawn()
+        .expect("start lantern")
+}
+
+/// Resident memory of a process in KiB, from /proc.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
 }
 
 /// Desk users for tests: `nurse`, `inspector` and `admin`, each with password `<name>-pass`.
@@ -498,9 +572,9 @@ mod tests {
     fn unique_markers_survive_phone_masking() {
         for _ in 0..1000 {
             let m = super::unique("bad-");
-            assert_eq!(lantern_shared::event::mask_phone_like(&m), m);
+            assert_eq!(lantern_shared::mask::mask(&m), m);
         }
         // What used to happen one time in thirty: a hex id with a nine-digit run.
-        assert_ne!(lantern_shared::event::mask_phone_like("bad-123456789abc"), "bad-123456789abc");
+        assert_ne!(lantern_shared::mask::mask("bad-123456789abc"), "bad-123456789abc");
     }
 }

@@ -5,6 +5,7 @@
 //! names the field and carries a short reason code for `lantern_events_rejected_total{reason}`.
 
 use crate::config::{AgeBand, Channel};
+use crate::mask::{mask, mask_json};
 use crate::pseudonym::{CallerRef, Pseudonymizer};
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{Map, Value};
@@ -30,6 +31,9 @@ pub const REJECT_REASONS: &[&str] = &[
     "unknown_kind",
     "unknown_channel",
     "invalid_value",
+    "internal_error",
+    "storage_error",
+    "overloaded",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -112,8 +116,8 @@ pub struct Rejection {
 impl Rejection {
     /// The sentence may echo a bad value; anything phone-like in it is masked, so a number
     /// sent in the wrong field is not logged or published either.
-    fn new(reason: &'static str, error: impl Into<String>) -> Rejection {
-        Rejection { reason, error: mask_phone_like(&error.into()) }
+    pub fn new(reason: &'static str, error: impl Into<String>) -> Rejection {
+        Rejection { reason, error: mask(&error.into()) }
     }
 
     /// The message published on `lantern/rejected`. The payload echo is redacted first: a
@@ -132,9 +136,18 @@ impl Rejection {
     }
 }
 
-/// The payload as text with any caller number masked. A JSON object loses `caller.number`;
-/// anything else has every phone-like run (nine or more digits with spaces, brackets, dashes or
-/// a plus between them) masked with `#`.
+/// The `event_id` a payload carries, for logging a refusal: masked, at most 128 characters,
+/// empty when there is none to read.
+pub fn event_id_of(payload: &[u8]) -> String {
+    let id = serde_json::from_slice::<Value>(payload).ok().and_then(|v| {
+        v.get("event_id").and_then(Value::as_str).map(|s| s.chars().take(128).filter(|c| !c.is_control()).collect::<String>())
+    });
+    mask(&id.unwrap_or_default())
+}
+
+/// The payload as text with every phone-like run masked: a JSON payload has every string,
+/// key and number masked, known fields or not, and loses `caller.number` whatever it holds;
+/// anything else is masked as text. Masking comes before any cutting.
 pub fn redact_payload(payload: &[u8]) -> String {
     let head = &payload[..payload.len().min(MAX_PAYLOAD_BYTES)];
     let text = String::from_utf8_lossy(head);
@@ -147,41 +160,9 @@ pub fn redact_payload(payload: &[u8]) -> String {
             Some(other) if !other.is_null() => *other = Value::String("[redacted]".into()),
             _ => {}
         }
-        if let Some(Value::String(notes)) = obj.get_mut("notes") {
-            *notes = mask_phone_like(notes);
-        }
-        return serde_json::to_string(&Value::Object(obj)).unwrap_or_default();
+        return serde_json::to_string(&mask_json(Value::Object(obj))).unwrap_or_default();
     }
-    mask_phone_like(&text)
-}
-
-/// Masks every phone-like run (nine or more digits, with spaces, brackets, dashes, dots or a
-/// plus between them) with `#`: for free text such as notes that may hold a number.
-pub fn mask_phone_like(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = chars.clone();
-    let mut i = 0;
-    while i < chars.len() {
-        if !chars[i].is_ascii_digit() && chars[i] != '+' && chars[i] != '(' {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        let mut digits = 0;
-        while i < chars.len() && (chars[i].is_ascii_digit() || matches!(chars[i], ' ' | '(' | ')' | '+' | '-' | '.')) {
-            digits += usize::from(chars[i].is_ascii_digit());
-            i += 1;
-        }
-        if digits >= 9 {
-            for c in &mut out[start..i] {
-                if c.is_ascii_digit() {
-                    *c = '#';
-                }
-            }
-        }
-        i = i.max(start + 1);
-    }
-    out.into_iter().collect()
+    mask(&text)
 }
 
 /// What parsing needs besides the payload.
@@ -380,13 +361,16 @@ fn parse_incident(i: &Map<String, Value>) -> Result<Incident, Rejection> {
             let mut out = Vec::with_capacity(items.len());
             for (n, item) in items.iter().enumerate() {
                 match item {
-                    Value::String(s) if s.chars().count() <= 128 && !s.chars().any(char::is_control) => out.push(s.clone()),
-                    Value::String(_) => {
+                    Value::String(s) if s.chars().any(char::is_control) => {
                         return Err(Rejection::new(
-                            "invalid_value",
-                            format!("field `incident.qualifiers[{n}]` is over 128 characters or holds control characters"),
+                            "control_characters",
+                            format!("field `incident.qualifiers[{n}]` holds control characters"),
                         ))
                     }
+                    Value::String(s) if s.chars().count() > 128 => {
+                        return Err(Rejection::new("too_long", format!("field `incident.qualifiers[{n}]` is over 128 characters")))
+                    }
+                    Value::String(s) => out.push(s.clone()),
                     other => return Err(wrong_type(&format!("incident.qualifiers[{n}]"), "a string", other)),
                 }
             }

@@ -3,8 +3,10 @@
 
 use rand::Rng;
 use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, QoS};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Host and port from `mqtt://host:port` (or `tcp://`).
@@ -32,6 +34,19 @@ impl BrokerAddress {
     }
 }
 
+/// The largest packet a Lantern client reads: `message_size_limit` in config/mosquitto.conf
+/// (4 MiB of payload) plus room for the topic and header. A larger packet from a broker without
+/// that limit drops the connection (rumqttc's rule); everything the recommended broker accepts
+/// is read, and a payload over 64 KiB is rejected as `too_large` and counted.
+pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024 + 64 * 1024;
+/// Bytes of received payload held between the MQTT task and the consumer at most. QoS 1 beyond it
+/// waits at the broker (backpressure); QoS 0 beyond it is dropped and counted.
+pub const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
+/// Publishes handed to rumqttc but not yet written, at most: its request channel keeps room
+/// for the consumer's acks, so the two never wait on each other.
+const MAX_SUBMITTED: usize = 4096;
+const REQUEST_CHANNEL: usize = 65_536;
+
 /// Options every Lantern client uses: a stable id, a persistent session, manual acks.
 pub fn options(url: &str, client_id: &str) -> Result<MqttOptions, String> {
     let addr = BrokerAddress::parse(url)?;
@@ -39,31 +54,81 @@ pub fn options(url: &str, client_id: &str) -> Result<MqttOptions, String> {
     o.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(15))
-        // Oversized events must reach us to be rejected and counted, not kill the connection.
-        .set_max_packet_size(64 * 1024 * 1024, 1024 * 1024)
+        .set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024)
         .set_inflight(100);
     Ok(o)
 }
 
-/// A publish and when the event loop handed it over.
+/// A publish and when the event loop handed it over. It holds its share of the receive buffer
+/// until dropped.
 #[derive(Debug)]
 pub struct Received {
     pub at: std::time::Instant,
     pub publish: Publish,
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
-/// A running connection: the client to publish and ack with, the publishes received, and
-/// whether the broker is reachable now.
+impl Received {
+    /// A publish that holds no share of any buffer (tests, replays).
+    pub fn new(publish: Publish) -> Received {
+        Received { at: std::time::Instant::now(), publish, _budget: None }
+    }
+}
+
+/// What became of a tagged publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The broker acknowledged it (PUBACK): it has the message.
+    Acked(u64),
+    /// The broker started a new session and dropped these before acknowledging them: publish
+    /// them again.
+    Lost(Vec<u64>),
+}
+
+/// Publishes QoS 1 messages through the link; a tagged publish is reported on
+/// [`Link::deliveries`] once the broker has acknowledged it.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Outbound>,
+}
+
+/// A publish on its way to the broker.
+#[derive(Debug)]
+pub struct Outbound {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub tag: Option<u64>,
+}
+
+impl Publisher {
+    /// A publisher that is not connected to a broker, with the receiving end of what it is
+    /// asked to publish (tests, tools).
+    pub fn unconnected() -> (Publisher, mpsc::UnboundedReceiver<Outbound>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Publisher { tx }, rx)
+    }
+
+    /// Queues a publish; false when the link has gone.
+    pub fn publish(&self, topic: String, payload: Vec<u8>, tag: Option<u64>) -> bool {
+        self.tx.send(Outbound { topic, payload, tag }).is_ok()
+    }
+}
+
+/// A running connection: the client to ack with, the publishes received, a publisher, what
+/// the broker has acknowledged, and whether the broker is reachable now.
 pub struct Link {
     pub client: AsyncClient,
-    pub incoming: mpsc::UnboundedReceiver<Received>,
+    pub incoming: mpsc::Receiver<Received>,
+    pub publisher: Publisher,
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
     pub connected: watch::Receiver<bool>,
     pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Starts the task that owns the event loop. It subscribes to `subscriptions` on every ConnAck
 /// without a stored session, reconnects with backoff and jitter, and ends after a
-/// disconnect requested through the client, or when `hard_stop` is cancelled.
+/// disconnect requested through the client, or when `hard_stop` is cancelled. QoS 0 messages
+/// dropped because the consumer is behind are counted in `dropped`.
 ///
 /// TCP_NODELAY is left off here on purpose. What keeps flags fast is the broker sending without
 /// Nagle's delay (`set_tcp_nodelay true` in config/mosquitto.conf). Measured at 1,000 events/s,
@@ -71,81 +136,282 @@ pub struct Link {
 /// 0.7/10-16 ms; but this end alone, against a broker that keeps Nagle (Mosquitto's default,
 /// the embedded rumqttd), 8.8 ms at p50. So a setting that helps by 0.8 ms in one case and
 /// costs 8 ms in another stays off.
-pub fn connect(options: MqttOptions, subscriptions: Vec<(String, QoS)>, hard_stop: CancellationToken) -> Link {
-    let (client, eventloop) = AsyncClient::new(options, 4096);
-    let (tx, incoming) = mpsc::unbounded_channel();
+pub fn connect(
+    mut options: MqttOptions,
+    subscriptions: Vec<(String, QoS)>,
+    hard_stop: CancellationToken,
+    dropped: Option<prometheus::IntCounter>,
+) -> Link {
+    options.set_request_channel_capacity(REQUEST_CHANNEL);
+    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+    let budget = Arc::new(Semaphore::new(MAX_BUFFERED_BYTES / 1024));
+    let (tx, incoming) = mpsc::channel(MAX_BUFFERED_BYTES / 1024);
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (delivered_tx, deliveries) = mpsc::unbounded_channel();
     let (connected_tx, connected) = watch::channel(false);
-    let task = tokio::spawn(poll_loop(eventloop, client.clone(), subscriptions, tx, connected_tx, hard_stop));
-    Link { client, incoming, connected, task }
+    let task = tokio::spawn(
+        PollLoop {
+            eventloop,
+            client: client.clone(),
+            subscriptions,
+            tx,
+            budget,
+            dropped,
+            connected: connected_tx,
+            outbound: out_rx,
+            delivered: delivered_tx,
+            tracker: PubackTracker::default(),
+            waiting: VecDeque::new(),
+            up: false,
+        }
+        .run(hard_stop),
+    );
+    Link { client, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task }
 }
 
-async fn poll_loop(
-    mut eventloop: EventLoop,
+/// Which tag each in-flight packet id carries, kept by watching rumqttc's events in order.
+///
+/// Only the poll task submits publishes, and only while connected, so every publish rumqttc
+/// has not yet numbered sits in `fifo` in submission order; a numbered one sits in `inflight`
+/// until its PUBACK. A resend of an unacknowledged packet (same id) is recognised by its id
+/// being in flight already. When the broker starts a new session, rumqttc drops everything it
+/// had not had acknowledged: all of it is reported lost.
+#[derive(Debug, Default)]
+struct PubackTracker {
+    fifo: VecDeque<Option<u64>>,
+    inflight: HashMap<u16, Option<u64>>,
+    collided: Option<(u16, Option<u64>)>,
+}
+
+impl PubackTracker {
+    fn submitted(&mut self, tag: Option<u64>) {
+        self.fifo.push_back(tag);
+    }
+
+    fn outgoing_publish(&mut self, pkid: u16) {
+        if pkid == 0 || self.inflight.contains_key(&pkid) {
+            return; // QoS 0, or a resend of a packet in flight
+        }
+        let tag = match self.collided.take() {
+            Some((p, tag)) if p == pkid => tag,
+            other => {
+                self.collided = other;
+                self.fifo.pop_front().flatten()
+            }
+        };
+        self.inflight.insert(pkid, tag);
+    }
+
+    /// rumqttc parked a publish whose packet id was still in flight; it goes out after that ack.
+    fn await_ack(&mut self, pkid: u16) {
+        let tag = self.fifo.pop_front().flatten();
+        self.collided = Some((pkid, tag));
+    }
+
+    fn puback(&mut self, pkid: u16) -> Option<u64> {
+        self.inflight.remove(&pkid).flatten()
+    }
+
+    /// A new session: everything submitted and not acknowledged is gone.
+    fn session_lost(&mut self) -> Vec<u64> {
+        let mut lost: Vec<u64> = self.inflight.drain().filter_map(|(_, t)| t).collect();
+        lost.extend(self.fifo.drain(..).flatten());
+        lost.extend(self.collided.take().and_then(|(_, t)| t));
+        lost.sort_unstable();
+        lost
+    }
+}
+
+struct PollLoop {
+    eventloop: EventLoop,
     client: AsyncClient,
     subscriptions: Vec<(String, QoS)>,
-    tx: mpsc::UnboundedSender<Received>,
+    tx: mpsc::Sender<Received>,
+    budget: Arc<Semaphore>,
+    dropped: Option<prometheus::IntCounter>,
     connected: watch::Sender<bool>,
-    hard_stop: CancellationToken,
-) {
-    let client_id = eventloop.mqtt_options.client_id();
-    let mut backoff = Duration::from_millis(100);
-    let mut awaiting_suback = false;
-    loop {
-        let event = tokio::select! {
-            _ = hard_stop.cancelled() => break,
-            e = eventloop.poll() => e,
-        };
-        match event {
-            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(100);
-                tracing::info!(client = %client_id, session_present = ack.session_present, "connected to MQTT broker");
-                if !ack.session_present && !subscriptions.is_empty() {
-                    let filters = subscriptions.iter().map(|(t, q)| rumqttc::SubscribeFilter::new(t.clone(), *q));
-                    match client.try_subscribe_many(filters) {
-                        // Ready once the broker confirms the subscription: an event published
-                        // between ConnAck and SubAck would otherwise be missed by a fresh session.
-                        Ok(()) => awaiting_suback = true,
-                        Err(e) => tracing::error!(error = %e, "could not queue the subscription"),
+    outbound: mpsc::UnboundedReceiver<Outbound>,
+    delivered: mpsc::UnboundedSender<Delivery>,
+    tracker: PubackTracker,
+    /// Publishes asked for and not yet handed to rumqttc.
+    waiting: VecDeque<Outbound>,
+    /// Connected (ConnAck seen, no error since): publishes are handed over only then.
+    up: bool,
+}
+
+impl PollLoop {
+    async fn run(mut self, hard_stop: CancellationToken) {
+        let client_id = self.eventloop.mqtt_options.client_id();
+        let mut backoff = Duration::from_millis(100);
+        let mut awaiting_suback = false;
+        let mut outbound_open = true;
+        loop {
+            self.submit();
+            let event = tokio::select! {
+                _ = hard_stop.cancelled() => break,
+                o = self.outbound.recv(), if outbound_open => {
+                    match o {
+                        Some(o) => self.waiting.push_back(o),
+                        None => outbound_open = false,
+                    }
+                    while let Ok(o) = self.outbound.try_recv() {
+                        self.waiting.push_back(o);
+                    }
+                    continue;
+                }
+                e = self.eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    backoff = Duration::from_millis(100);
+                    self.up = true;
+                    tracing::info!(client = %client_id, session_present = ack.session_present, "connected to MQTT broker");
+                    if !ack.session_present {
+                        let lost = self.tracker.session_lost();
+                        if !lost.is_empty() {
+                            tracing::warn!(
+                                messages = lost.len(),
+                                "the broker started a new session; publishing again what it had not acknowledged"
+                            );
+                            let _ = self.delivered.send(Delivery::Lost(lost));
+                        }
+                        if !self.subscriptions.is_empty() {
+                            let filters = self.subscriptions.iter().map(|(t, q)| rumqttc::SubscribeFilter::new(t.clone(), *q));
+                            match self.client.try_subscribe_many(filters) {
+                                // Ready once the broker confirms the subscription: an event published
+                                // between ConnAck and SubAck would otherwise be missed by a fresh session.
+                                Ok(()) => awaiting_suback = true,
+                                Err(e) => tracing::error!(error = %e, "could not queue the subscription"),
+                            }
+                        }
+                    }
+                    if !awaiting_suback {
+                        let _ = self.connected.send(true);
                     }
                 }
-                if !awaiting_suback {
-                    let _ = connected.send(true);
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                        tracing::error!(client = %client_id, "the broker refused a subscription; check its ACL for the event topics");
+                    }
+                    if std::mem::take(&mut awaiting_suback) {
+                        let _ = self.connected.send(true);
+                    }
                 }
-            }
-            Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
-                    tracing::error!(client = %client_id, "the broker refused a subscription; check its ACL for the event topics");
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if !self.deliver(p).await {
+                        break; // the consumer has gone; nothing more will be acked
+                    }
                 }
-                if std::mem::take(&mut awaiting_suback) {
-                    let _ = connected.send(true);
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    if let Some(tag) = self.tracker.puback(ack.pkid) {
+                        let _ = self.delivered.send(Delivery::Acked(tag));
+                    }
                 }
-            }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
-                if tx.send(Received { at: std::time::Instant::now(), publish: p }).is_err() {
-                    // The consumer has gone; nothing more will be acked.
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => self.tracker.outgoing_publish(pkid),
+                Ok(Event::Outgoing(Outgoing::AwaitAck(pkid))) => self.tracker.await_ack(pkid),
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+                    let _ = self.connected.send(false);
                     break;
                 }
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = self.connected.send(false);
+                    self.up = false;
+                    awaiting_suback = false;
+                    if matches!(e, ConnectionError::RequestsDone) {
+                        break;
+                    }
+                    tracing::warn!(client = %client_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting");
+                    let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
+                    tokio::select! {
+                        _ = hard_stop.cancelled() => break,
+                        _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
             }
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => {
-                let _ = connected.send(false);
-                break;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let _ = connected.send(false);
-                awaiting_suback = false;
-                if matches!(e, ConnectionError::RequestsDone) {
+        }
+        let _ = self.connected.send(false);
+    }
+
+    /// Hands waiting publishes to rumqttc while connected and while its queue has room.
+    fn submit(&mut self) {
+        while self.up && self.tracker.fifo.len() < MAX_SUBMITTED {
+            let Some(o) = self.waiting.pop_front() else { break };
+            match self.client.try_publish(o.topic.clone(), QoS::AtLeastOnce, false, o.payload) {
+                Ok(()) => self.tracker.submitted(o.tag),
+                Err(rumqttc::ClientError::TryRequest(rumqttc::Request::Publish(p)))
+                | Err(rumqttc::ClientError::Request(rumqttc::Request::Publish(p))) => {
+                    self.waiting.push_front(Outbound { topic: o.topic, payload: p.payload.to_vec(), tag: o.tag });
                     break;
                 }
-                tracing::warn!(client = %client_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting");
-                let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
-                tokio::select! {
-                    _ = hard_stop.cancelled() => break,
-                    _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "could not hand a publish to the MQTT client");
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
             }
         }
     }
-    let _ = connected.send(false);
+
+    /// Passes a publish to the consumer within the receive budget. Returns false once the
+    /// consumer has gone.
+    async fn deliver(&mut self, p: Publish) -> bool {
+        let units = (p.payload.len() / 1024 + 1).min(MAX_BUFFERED_BYTES / 1024) as u32;
+        let permit = match Arc::clone(&self.budget).try_acquire_many_owned(units) {
+            Ok(permit) => permit,
+            Err(_) if p.qos == QoS::AtMostOnce => {
+                // Nothing would send it again anyway; holding it would only grow memory.
+                if let Some(c) = &self.dropped {
+                    c.inc();
+                }
+                return true;
+            }
+            // QoS 1 waits here, and the broker holds the rest until we ack (backpressure).
+            Err(_) => match Arc::clone(&self.budget).acquire_many_owned(units).await {
+                Ok(permit) => permit,
+                Err(_) => return false,
+            },
+        };
+        self.tx.send(Received { at: std::time::Instant::now(), publish: p, _budget: Some(permit) }).await.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PubackTracker;
+
+    #[test]
+    fn tags_follow_packet_ids_through_resends_and_collisions() {
+        let mut t = PubackTracker::default();
+        t.submitted(Some(10));
+        t.submitted(None);
+        t.submitted(Some(12));
+        t.outgoing_publish(1);
+        t.outgoing_publish(2);
+        // A resend of packet 1 after a reconnect keeps its tag.
+        t.outgoing_publish(1);
+        // Packet 1 is still in flight when the third publish is numbered 1 again: parked.
+        t.await_ack(1);
+        assert_eq!(t.puback(2), None);
+        assert_eq!(t.puback(1), Some(10));
+        // rumqttc sends the parked publish right after that ack.
+        t.outgoing_publish(1);
+        assert_eq!(t.puback(1), Some(12));
+        assert!(t.fifo.is_empty() && t.inflight.is_empty() && t.collided.is_none());
+    }
+
+    #[test]
+    fn a_new_session_reports_every_unacknowledged_tag_lost() {
+        let mut t = PubackTracker::default();
+        for tag in [1, 2, 3] {
+            t.submitted(Some(tag));
+        }
+        t.outgoing_publish(5);
+        assert_eq!(t.puback(5), Some(1));
+        t.outgoing_publish(6);
+        assert_eq!(t.session_lost(), vec![2, 3]);
+        t.submitted(Some(4));
+        t.outgoing_publish(1);
+        assert_eq!(t.puback(1), Some(4));
+    }
 }

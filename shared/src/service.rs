@@ -66,13 +66,14 @@ impl ServiceBase {
         &mut self,
         subscriptions: Vec<String>,
         connected: &IntGauge,
+        dropped: Option<prometheus::IntCounter>,
         routes: Router,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Started> {
         let listener = self.listener.take().context("a service starts once")?;
         let options = mqtt::options(&self.mqtt_url, &self.client_id).map_err(anyhow::Error::msg)?;
         let hard_stop = CancellationToken::new();
-        let link = mqtt::connect(options, subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect(), hard_stop.clone());
+        let link = mqtt::connect(options, subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect(), hard_stop.clone(), dropped);
         crate::telemetry::follow_connection(link.connected.clone(), connected.clone());
         let ops = http::ops_router(self.registry.clone(), Readiness { mqtt: link.connected.clone(), db: Some(self.db.clone()) });
         let server = tokio::spawn(http::serve(listener, routes.merge(ops), shutdown.clone()));

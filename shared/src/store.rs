@@ -114,3 +114,47 @@ pub async fn checkpoint_wal(pool: SqlitePool, stop: CancellationToken) {
         }
     }
 }
+
+/// True when an error says the database is unreachable or busy, so the same work may succeed
+/// later; false when it refused the work for what it holds (a NUL byte in text on PostgreSQL,
+/// a value too long, a broken constraint), which no retry will mend.
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL,
+                // and their extended codes (the primary code is the low byte).
+                let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(0);
+                matches!(primary, 5 | 6 | 10 | 13 | 14 | 15)
+            } else {
+                // PostgreSQL classes: 08 connection exception, 53 insufficient resources, 57P
+                // operator intervention (shutdown), 40001/40P01 serialization failure and deadlock,
+                // 55P03 lock not available, 58 system error.
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || code.starts_with("58")
+                    || matches!(code.as_str(), "40001" | "40P01" | "55P03")
+            }
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unreachable_is_transient_and_a_refused_value_is_not() {
+        assert!(super::is_transient(&sqlx::Error::PoolTimedOut));
+        assert!(super::is_transient(&sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
+        assert!(!super::is_transient(&sqlx::Error::RowNotFound));
+        assert!(!super::is_transient(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+}

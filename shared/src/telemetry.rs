@@ -64,6 +64,15 @@ impl IngestMetrics {
     }
 }
 
+/// `lantern_flag_messages_rejected_total{reason}`: flag messages a consumer refused.
+pub fn flag_messages_rejected(registry: &Registry) -> IntCounterVec {
+    let c = counter_vec(registry, "lantern_flag_messages_rejected_total", "Flag messages refused, by reason.", &["reason"]);
+    for r in crate::flag::FLAG_REJECT_REASONS {
+        c.with_label_values(&[r]);
+    }
+    c
+}
+
 /// Metrics every service has, consuming call events or not.
 pub struct ServiceMetrics;
 

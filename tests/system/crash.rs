@@ -2,7 +2,6 @@
 //! Mosquitto (the repo's recommended config) so they can stop it, and hold 10,000 events.
 
 use lantern_tests::*;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// 2,000 callers with five calls each in one week: exactly 2,000 raised frecann-month flags.
@@ -33,17 +32,6 @@ async fn counts(db_url: &str) -> (i64, i64, i64) {
     (events, calls, flags)
 }
 
-fn spawn_lantern(config: &std::path::Path, log: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lantern-under-test"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("LANTERN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).map(Stdio::from).unwrap_or(Stdio::null()))
-        .spawn()
-        .expect("start lantern")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_ten_thousand_events_in_flight_loses_none_and_counts_none_twice() {
     let tmp = tempfile::tempdir().expect("tmp");
@@ -59,7 +47,7 @@ async fn sigkill_with_ten_thousand_events_in_flight_loses_none_and_counts_none_t
     let log = tmp.path().join("lantern.log");
 
     // First run registers the persistent session and subscription.
-    let mut child = spawn_lantern(&config, &log);
+    let mut child = spawn_lantern(crate::LANTERN, &["run"], &config, &log);
     let addr: std::net::SocketAddr = world.config.flagger.listen.parse().expect("addr");
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -84,7 +72,7 @@ async fn sigkill_with_ten_thousand_events_in_flight_loses_none_and_counts_none_t
     let (done_before, _, _) = counts(&db.url).await;
     assert!(done_before < total, "the kill should have interrupted the stream ({done_before} of {total} done)");
 
-    let mut child = spawn_lantern(&config, &log);
+    let mut child = spawn_lantern(crate::LANTERN, &["run"], &config, &log);
     let ok = eventually(Duration::from_secs(120), || async { counts(&db.url).await.0 == total }).await;
     let (processed, calls, flags) = counts(&db.url).await;
     let _ = child.kill();

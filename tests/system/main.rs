@@ -5,8 +5,14 @@ mod cli;
 mod conformance;
 mod crash;
 mod dashboards;
+mod delivery;
 mod demand;
 mod desk;
 mod flags;
 mod ingest;
+mod properties;
 mod reload;
+mod robustness;
+
+/// The real `lantern` command, built for these tests.
+pub const LANTERN: &str = env!("CARGO_BIN_EXE_lantern-under-test");

@@ -12,22 +12,24 @@ pub use state::{CallRow, DemandState, Effect, Windows};
 use chrono::Utc;
 use lantern_shared::config::reload::Reload;
 use lantern_shared::config::Channel;
-use lantern_shared::consumer::{self, BatchConsumer};
-use lantern_shared::event::{CallEvent, IngestContext};
-use lantern_shared::mqtt::Received;
+use lantern_shared::consumer::{self, guard, BatchConsumer, CommitError};
+use lantern_shared::event::{CallEvent, IngestContext, Rejection};
+use lantern_shared::flag::{FlagKind, FlagMessage, FlagRejection};
+use lantern_shared::mqtt::{Publisher, Received};
 use lantern_shared::service::{ServiceBase, Started};
 use lantern_shared::store::Db;
 use lantern_shared::telemetry::{self, IngestMetrics};
-use lantern_shared::{with_db, Config};
+use lantern_shared::{with_db, Clock, Config};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-use rumqttc::AsyncClient;
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 const SERVICE: &str = "demand";
 const CHUNK: usize = 256;
+/// How often history past its windows is pruned, by the service's clock.
+const PRUNE_EVERY_MS: i64 = 600_000;
 
 /// Buckets for time to answer: the 999 target is 10 s, 101's commonly 40 s.
 pub const ANSWER_BUCKETS: [f64; 13] = [1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 90.0, 120.0, 300.0, 600.0];
@@ -40,6 +42,7 @@ pub struct DemandMetrics {
     pub mh_window: IntGaugeVec,
     pub answer_seconds: HistogramVec,
     pub abandoned: IntCounterVec,
+    pub flags_rejected: IntCounterVec,
 }
 
 impl DemandMetrics {
@@ -77,7 +80,8 @@ impl DemandMetrics {
             answer_seconds.with_label_values(&[ch.as_str()]);
             abandoned.with_label_values(&[ch.as_str()]);
         }
-        DemandMetrics { ingest, calls_total, calls_window, mh_window, answer_seconds, abandoned }
+        let flags_rejected = telemetry::flag_messages_rejected(registry);
+        DemandMetrics { ingest, calls_total, calls_window, mh_window, answer_seconds, abandoned, flags_rejected }
     }
 }
 
@@ -87,20 +91,27 @@ pub struct Demand {
     config: Config,
     ingest: IngestContext,
     db: Db,
+    clock: Clock,
     metrics: DemandMetrics,
     state: DemandState,
-    last_prune: Instant,
+    /// When pruning last ran, by the service's clock (ms).
+    last_prune_ms: i64,
 }
 
 impl Demand {
     pub async fn build(config: Config) -> anyhow::Result<Demand> {
+        Demand::build_with_clock(config, Clock::System).await
+    }
+
+    /// A demand service that reads time from `clock` (tests move it).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Demand> {
         let ingest = IngestContext::from_config(&config)?;
         let base = ServiceBase::build(SERVICE, &config, &config.demand.listen).await?;
         let db = base.db.clone();
         let metrics = DemandMetrics::new(&base.registry);
         metrics.ingest.config_info.set(&lantern_shared::config::diff::fingerprint(&config));
         let state = DemandState::new(config.demand.windows.clone(), config.demand.max_divisions);
-        let mut demand = Demand { base, config, ingest, db, metrics, state, last_prune: Instant::now() };
+        let mut demand = Demand { base, config, ingest, db, last_prune_ms: clock.now_ms(), clock, metrics, state };
         demand.rebuild().await?;
         Ok(demand)
     }
@@ -117,7 +128,7 @@ impl Demand {
     /// Reloads the windows' calls from the database, as at start-up.
     async fn rebuild(&mut self) -> anyhow::Result<()> {
         self.state = DemandState::new(self.config.demand.windows.clone(), self.config.demand.max_divisions);
-        let since = Utc::now().timestamp_millis() - self.state.keep_ms();
+        let since = self.clock.now_ms() - self.state.keep_ms();
         let db = &self.db;
         let divisions: Vec<String> =
             with_db!(db, |pool| sqlx::query_scalar("SELECT division FROM demand_divisions ORDER BY first_ms, division")
@@ -158,7 +169,9 @@ impl Demand {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let subscriptions = vec![self.config.mqtt.calls_topic.clone(), self.config.topic("flags/mental-health")];
         let connected = self.metrics.ingest.mqtt_connected.clone();
-        let Started { link, hard_stop, server } = self.base.start(subscriptions, &connected, axum::Router::new(), &shutdown)?;
+        let dropped = self.metrics.ingest.rejected.with_label_values(&["overloaded"]);
+        let Started { link, hard_stop, server } =
+            self.base.start(subscriptions, &connected, Some(dropped), axum::Router::new(), &shutdown)?;
         let reloads = self.base.reloads.take();
         consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(5)).await;
         self.base.stop(server).await;
@@ -181,7 +194,7 @@ impl Demand {
     }
 
     fn update_gauges(&self) {
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.now_ms();
         for (window, channel, division, n) in self.state.window_counts(now) {
             self.metrics.calls_window.with_label_values(&[&window, channel.as_str(), &division]).set(n as i64);
         }
@@ -190,25 +203,21 @@ impl Demand {
         }
     }
 
-    async fn store(&mut self, batch: &[Received], now: chrono::DateTime<Utc>) -> Result<(Vec<Effect>, u64), sqlx::Error> {
+    async fn store(&mut self, items: &[Item], now: chrono::DateTime<Utc>) -> Result<(Vec<Effect>, u64), CommitError> {
         let now_ms = now.timestamp_millis();
         let mut effects = Vec::new();
+        // (index in the batch, event)
         let mut events = Vec::new();
         let mut mh = Vec::new();
-        let mh_topic = self.config.topic("flags/mental-health");
-        for r in batch {
-            if r.publish.topic == mh_topic {
-                if let Some(flag) = state::mental_health_flag(&r.publish.payload) {
-                    mh.push(flag);
-                }
-                continue;
-            }
-            match CallEvent::parse(&r.publish.payload, &self.ingest, now) {
-                Ok(ev) => {
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Item::Event(Ok(ev)) => {
                     effects.push(Effect::Received(ev.kind.as_str()));
-                    events.push(ev);
+                    events.push((i, ev));
                 }
-                Err(rej) => effects.push(Effect::Rejected(rej.reason)),
+                Item::Event(Err(rej)) => effects.push(Effect::Rejected(rej.reason)),
+                Item::Flag(Ok(flag)) if flag.kind == FlagKind::MentalHealth => mh.push((flag.call_id.clone(), flag.occurred_ms())),
+                Item::Flag(_) => {}
             }
         }
         let mut duplicates = 0;
@@ -221,14 +230,14 @@ impl Demand {
                 let mut fresh: HashSet<String> = HashSet::new();
                 for chunk in events.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
-                    q.push_values(chunk, |mut b, ev| {
+                    q.push_values(chunk, |mut b, (_, ev)| {
                         b.push_bind(SERVICE).push_bind(ev.event_id.as_str()).push_bind(now_ms);
                     });
                     q.push(" ON CONFLICT DO NOTHING RETURNING event_id");
                     fresh.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
                 }
                 // Calls the database knows but memory has let go of (late events for old calls).
-                let unknown: Vec<&str> = events.iter().filter(|e| fresh.contains(&e.event_id) && !state.known(&e.call_id)).map(|e| e.call_id.as_str()).collect();
+                let unknown: Vec<&str> = events.iter().filter(|(_, e)| fresh.contains(&e.event_id) && !state.known(&e.call_id)).map(|(_, e)| e.call_id.as_str()).collect();
                 for chunk in unknown.chunks(CHUNK) {
                     let mut q = sqlx::QueryBuilder::new("SELECT call_id, first_ms, channel, division, offered_ms, answered_ms, abandoned FROM demand_calls WHERE call_id IN (");
                     let mut list = q.separated(", ");
@@ -242,12 +251,12 @@ impl Demand {
                         state.preload(CallRow { call_id, first_ms, channel, division, offered_ms, answered_ms, abandoned: abandoned != 0 });
                     }
                 }
-                for ev in &events {
+                for (index, ev) in &events {
                     if !fresh.remove(&ev.event_id) {
                         duplicates += 1;
                         continue;
                     }
-                    state.stage(&mut scratch, ev, &mut staged_effects);
+                    guard(|| state.stage(&mut scratch, ev, &mut staged_effects)).map_err(|error| CommitError::Poisoned { index: *index, error })?;
                 }
                 let (calls, divisions) = scratch.dirty();
                 for chunk in divisions.chunks(CHUNK) {
@@ -297,7 +306,7 @@ impl Demand {
     }
 
     async fn prune(&mut self) {
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.now_ms();
         let before = now - self.state.keep_ms();
         self.state.prune(before);
         let events_before = now - self.config.retention.event_ids.millis();
@@ -319,28 +328,52 @@ impl Demand {
     }
 }
 
+/// One message demand consumes: a call event, or a flag message from the flagger.
+pub enum Item {
+    Event(Result<CallEvent, Rejection>),
+    Flag(Result<FlagMessage, FlagRejection>),
+}
+
 impl BatchConsumer for Demand {
-    type Prepared = chrono::DateTime<Utc>;
+    type Item = Item;
     type Committed = (Vec<Effect>, u64);
 
-    fn prepare(&mut self, _batch: &[Received]) -> Self::Prepared {
-        Utc::now()
+    fn prepare(&mut self, received: &Received, now: chrono::DateTime<Utc>) -> Item {
+        if received.publish.topic == self.config.topic(FlagKind::MentalHealth.topic_suffix()) {
+            Item::Flag(FlagMessage::parse(&received.publish.payload))
+        } else {
+            Item::Event(CallEvent::parse(&received.publish.payload, &self.ingest, now))
+        }
     }
 
-    async fn commit(&mut self, batch: &[Received], now: &Self::Prepared) -> Result<Self::Committed, sqlx::Error> {
-        self.store(batch, *now).await
+    fn rejected(&mut self, received: &Received, reason: &'static str, error: String) -> Item {
+        if received.publish.topic == self.config.topic(FlagKind::MentalHealth.topic_suffix()) {
+            Item::Flag(Err(FlagRejection::new(reason, error)))
+        } else {
+            Item::Event(Err(Rejection::new(reason, error)))
+        }
     }
 
-    async fn recover(&mut self) {
+    async fn commit(&mut self, _batch: &[Received], items: &[Item], now: chrono::DateTime<Utc>) -> Result<Self::Committed, CommitError> {
+        self.store(items, now).await
+    }
+
+    async fn recover(&mut self, _out: &Publisher) {
         if let Err(e) = self.rebuild().await {
             tracing::error!(error = %e, "could not reload demand state");
         }
     }
 
     /// Counters move only once the batch is committed: a retry never counts twice.
-    async fn finish(&mut self, _client: &AsyncClient, _batch: &[Received], _now: Self::Prepared, (effects, duplicates): Self::Committed) {
+    async fn finish(&mut self, _out: &Publisher, batch: &[Received], items: &[Item], (effects, duplicates): Self::Committed) {
         let m = &self.metrics;
         m.ingest.duplicate.inc_by(duplicates);
+        for (received, item) in batch.iter().zip(items) {
+            if let Item::Flag(Err(rejection)) = item {
+                m.flags_rejected.with_label_values(&[rejection.reason]).inc();
+                tracing::warn!(reason = rejection.reason, error = %rejection.error, topic = %received.publish.topic, "flag message refused");
+            }
+        }
         for e in effects {
             match e {
                 Effect::Received(kind) => m.ingest.received.with_label_values(&[kind]).inc(),
@@ -356,11 +389,15 @@ impl BatchConsumer for Demand {
         self.apply_reload(reload);
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&mut self, _out: &Publisher) {
         self.update_gauges();
-        if self.last_prune.elapsed() > Duration::from_secs(600) {
+        if self.clock.now_ms() - self.last_prune_ms > PRUNE_EVERY_MS {
             self.prune().await;
-            self.last_prune = Instant::now();
+            self.last_prune_ms = self.clock.now_ms();
         }
+    }
+
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
     }
 }

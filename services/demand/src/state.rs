@@ -253,16 +253,5 @@ impl Scratch {
     }
 }
 
-/// The call id and event time of a mental-health flag message.
-pub fn mental_health_flag(payload: &[u8]) -> Option<(String, i64)> {
-    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
-    if v.get("kind")?.as_str()? != "mental_health" {
-        return None;
-    }
-    let call_id = v.get("call_id")?.as_str()?.to_string();
-    let at = chrono::DateTime::parse_from_rfc3339(v.get("occurred_at")?.as_str()?).ok()?;
-    Some((call_id, at.timestamp_millis()))
-}
-
 #[cfg(test)]
 mod tests;

@@ -50,10 +50,6 @@ async fn security_headers(mut resp: Response) -> Response {
     resp
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 fn iso(ms: Option<i64>) -> Value {
     ms.and_then(chrono::DateTime::from_timestamp_millis)
         .map(|t| Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)))
@@ -65,7 +61,7 @@ async fn audit_log(state: &AppState, user: &User, action: &str, target: &str, re
     let role = format!("{:?}", user.role).to_lowercase();
     let q = "INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)";
     with_db!(db, |pool| sqlx::query(q)
-        .bind(now_ms())
+        .bind(state.clock.now_ms())
         .bind(&user.name)
         .bind(&role)
         .bind(action)
@@ -77,16 +73,90 @@ async fn audit_log(state: &AppState, user: &User, action: &str, target: &str, re
     Ok(())
 }
 
-/// Records a desk change in the stream, so every open page sees it.
-async fn publish_status(state: &AppState, flag_id: &str, payload: Value) -> Result<(), ApiError> {
-    let db = &state.db;
+/// A nurse's change to a flag.
+enum Change<'a> {
+    Acknowledge,
+    Outcome { outcome: &'a str, note: &'a str },
+}
+
+/// Applies a change to a flag, with its audit entry and its live-stream update, in one
+/// transaction: a change never happens without its audit entry. On PostgreSQL the transaction
+/// takes the stream's advisory lock, so stream sequence numbers are handed out in commit order.
+/// Returns false (and changes nothing) when the flag is not in a state the change applies to.
+async fn change_flag(state: &AppState, user: &User, flag_id: &str, change: Change<'_>, now: i64) -> Result<bool, ApiError> {
+    let role = format!("{:?}", user.role).to_lowercase();
+    let (action, update) = match &change {
+        Change::Acknowledge => {
+            ("acknowledge".to_string(), json!({"flag_id": flag_id, "status": "acknowledged", "by": user.name, "at": iso(Some(now))}))
+        }
+        Change::Outcome { outcome, .. } => (
+            format!("outcome:{outcome}"),
+            json!({"flag_id": flag_id, "status": "closed", "outcome": outcome, "by": user.name, "at": iso(Some(now))}),
+        ),
+    };
     let key = format!("{flag_id}:status:{}", uuid_like());
-    let q = "INSERT INTO desk_updates (flag_id, event, message_key, payload, received_ms) VALUES ($1, 'status', $2, $3, $4) RETURNING seq";
-    let seq: i64 =
-        with_db!(db, |pool| sqlx::query_scalar(q).bind(flag_id).bind(&key).bind(payload.to_string()).bind(now_ms()).fetch_one(pool).await)?;
+    let mut seq = None;
+    macro_rules! body {
+        ($pool:expr, $lock:expr) => {{
+            let mut tx = $pool.begin().await?;
+            if $lock {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(crate::ingest::UPDATES_LOCK).execute(&mut *tx).await?;
+            }
+            let changed = match &change {
+                Change::Acknowledge => sqlx::query(
+                    "UPDATE desk_flags SET status = 'acknowledged', acknowledged_by = $1, acknowledged_ms = $2 WHERE flag_id = $3 AND status = 'open'",
+                )
+                .bind(&user.name)
+                .bind(now)
+                .bind(flag_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+                Change::Outcome { outcome, note } => sqlx::query(
+                    "UPDATE desk_flags SET status = 'closed', outcome = $1, note = $2, closed_by = $3, closed_ms = $4, \
+                     acknowledged_by = COALESCE(acknowledged_by, $3), acknowledged_ms = COALESCE(acknowledged_ms, $4) WHERE flag_id = $5 AND status <> 'closed'",
+                )
+                .bind(*outcome)
+                .bind(*note)
+                .bind(&user.name)
+                .bind(now)
+                .bind(flag_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
+            };
+            if changed > 0 {
+                sqlx::query("INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(now)
+                    .bind(&user.name)
+                    .bind(&role)
+                    .bind(&action)
+                    .bind(flag_id)
+                    .bind(None::<String>)
+                    .execute(&mut *tx)
+                    .await?;
+                let s: i64 = sqlx::query_scalar(
+                    "INSERT INTO desk_updates (flag_id, event, message_key, payload, received_ms) VALUES ($1, 'status', $2, $3, $4) RETURNING seq",
+                )
+                .bind(flag_id)
+                .bind(&key)
+                .bind(update.to_string())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                seq = Some(s);
+                tx.commit().await?;
+            }
+        }};
+    }
+    match &state.db {
+        lantern_shared::store::Db::Sqlite(pool) => body!(pool, false),
+        lantern_shared::store::Db::Postgres(pool) => body!(pool, true),
+    }
+    let Some(seq) = seq else { return Ok(false) };
     let _ = state.updates.send(seq);
     let _ = crate::metrics::refresh(state).await;
-    Ok(())
+    Ok(true)
 }
 
 fn uuid_like() -> String {
@@ -237,18 +307,11 @@ async fn acknowledge(
 ) -> Result<Json<Value>, ApiError> {
     user.require(&[Role::Nurse])?;
     let row = load_flag(&state, &flag_id).await?;
-    let now = now_ms();
-    let db = &state.db;
-    let q =
-        "UPDATE desk_flags SET status = 'acknowledged', acknowledged_by = $1, acknowledged_ms = $2 WHERE flag_id = $3 AND status = 'open'";
-    let changed =
-        with_db!(db, |pool| sqlx::query(q).bind(&user.name).bind(now).bind(&flag_id).execute(pool).await.map(|r| r.rows_affected()))?;
-    if changed == 0 {
+    let now = state.clock.now_ms();
+    if !change_flag(&state, &user, &flag_id, Change::Acknowledge, now).await? {
         return Err(ApiError::Conflict(format!("flag {flag_id} is already {}", row.status)));
     }
     state.metrics.acknowledge_seconds.with_label_values(&[&row.kind]).observe(((now - row.raised_ms).max(0)) as f64 / 1000.0);
-    audit_log(&state, &user, "acknowledge", &flag_id, None).await?;
-    publish_status(&state, &flag_id, json!({"flag_id": flag_id, "status": "acknowledged", "by": user.name, "at": iso(Some(now))})).await?;
     let row = load_flag(&state, &flag_id).await?;
     Ok(Json(flag_json(row)))
 }
@@ -275,20 +338,8 @@ async fn outcome(
         return Err(ApiError::BadRequest("note is over 4000 characters".into()));
     }
     let row = load_flag(&state, &flag_id).await?;
-    let now = now_ms();
-    let db = &state.db;
-    let q = "UPDATE desk_flags SET status = 'closed', outcome = $1, note = $2, closed_by = $3, closed_ms = $4, \
-             acknowledged_by = COALESCE(acknowledged_by, $3), acknowledged_ms = COALESCE(acknowledged_ms, $4) WHERE flag_id = $5 AND status <> 'closed'";
-    let changed = with_db!(db, |pool| sqlx::query(q)
-        .bind(&body.outcome)
-        .bind(&note)
-        .bind(&user.name)
-        .bind(now)
-        .bind(&flag_id)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    if changed == 0 {
+    let now = state.clock.now_ms();
+    if !change_flag(&state, &user, &flag_id, Change::Outcome { outcome: &body.outcome, note: &note }, now).await? {
         return Err(ApiError::Conflict(format!("flag {flag_id} is already closed")));
     }
     if row.acknowledged_ms.is_none() {
@@ -300,13 +351,6 @@ async fn outcome(
             state.metrics.savings.with_label_values(&[agency]).inc_by(*pounds);
         }
     }
-    audit_log(&state, &user, &format!("outcome:{}", body.outcome), &flag_id, None).await?;
-    publish_status(
-        &state,
-        &flag_id,
-        json!({"flag_id": flag_id, "status": "closed", "outcome": body.outcome, "by": user.name, "at": iso(Some(now))}),
-    )
-    .await?;
     let row = load_flag(&state, &flag_id).await?;
     Ok(Json(flag_json(row)))
 }
@@ -430,7 +474,7 @@ async fn top_callers(State(state): State<AppState>, user: User, Query(q): Query<
     if !(1..=100).contains(&limit) {
         return Err(ApiError::BadRequest("limit must be between 1 and 100".into()));
     }
-    let since = now_ms() - window.millis();
+    let since = state.clock.now_ms() - window.millis();
     let db = &state.db;
     let q = "SELECT ref, identity, n FROM ( \
                SELECT phone_ref AS ref, 'phone' AS identity, COUNT(*) AS n FROM flagger_calls WHERE phone_ref IS NOT NULL AND occurred_ms >= $1 GROUP BY phone_ref \

@@ -1,78 +1,72 @@
-//! Flags in from MQTT: stored, then acked; a repeated message (the flagger publishes again
-//! after a crash) changes nothing.
+//! Flags in from MQTT: validated, stored, then acked; a repeated message (the flagger publishes
+//! again after a crash) changes nothing. A message that is not a valid flag, or that reuses a
+//! flag id for another call or caller, is refused and counted, never retried.
 
 use crate::AppState;
-use lantern_shared::mqtt::Received;
-use serde::Deserialize;
+use lantern_shared::consumer::CommitError;
+use lantern_shared::flag::{FlagKind, FlagMessage, FlagRejection};
+use lantern_shared::store::Db;
 
-#[derive(Debug, Deserialize)]
-struct FlagMsg {
-    flag_id: String,
-    status: String,
-    kind: String,
-    severity: String,
-    call_id: String,
-    #[serde(default)]
-    event_id: String,
-    #[serde(default)]
-    raised_at: Option<String>,
-    #[serde(default)]
-    caller_ref: Option<String>,
-    #[serde(default)]
-    channel: Option<String>,
-    #[serde(default)]
-    division: Option<String>,
+/// Key of the transaction-level advisory lock every PostgreSQL writer of `desk_updates` takes, so
+/// sequence numbers are handed out in commit order and a live stream never skips one.
+pub const UPDATES_LOCK: i64 = 0x6c616e7465726e01;
+
+/// What a batch committed: the last stream sequence it added, and the messages refused for
+/// clashing with a stored flag (index in the batch, why).
+#[derive(Debug, Default)]
+pub struct Committed {
+    pub last_seq: Option<i64>,
+    pub refused: Vec<(usize, FlagRejection)>,
 }
 
-fn parse(payload: &[u8]) -> Option<(FlagMsg, String)> {
-    let text = std::str::from_utf8(payload).ok()?;
-    let m: FlagMsg = serde_json::from_str(text).ok()?;
-    let known = ["repeat_caller", "mental_health"].contains(&m.kind.as_str())
-        && ["low", "medium", "high"].contains(&m.severity.as_str())
-        && ["raised", "updated"].contains(&m.status.as_str())
-        && !m.flag_id.is_empty()
-        && m.flag_id.len() <= 64;
-    known.then(|| (m, text.to_string()))
+/// The stored flag a new message must agree with.
+fn conflict(m: &FlagMessage, stored: &(String, String, Option<String>)) -> Option<FlagRejection> {
+    let (kind, call_id, caller_ref) = stored;
+    let clash = if kind != m.kind.as_str() {
+        Some(format!("flag {} is a {kind} flag; this message says {}", m.flag_id, m.kind.as_str()))
+    } else if m.kind == FlagKind::MentalHealth && *call_id != m.call_id {
+        Some(format!("flag {} belongs to another call", m.flag_id))
+    } else if m.kind == FlagKind::RepeatCaller && *caller_ref != m.caller_ref {
+        Some(format!("flag {} belongs to another caller", m.flag_id))
+    } else {
+        None
+    };
+    clash.map(|why| FlagRejection::new("flag_id_conflict", format!("field `flag_id`: {why}")))
 }
 
-/// Stores a batch of flag messages; returns the last stream sequence it added, if any.
-pub async fn store(state: &AppState, batch: &[Received]) -> Result<Option<i64>, sqlx::Error> {
-    let msgs: Vec<(FlagMsg, String)> = batch
-        .iter()
-        .filter_map(|r| {
-            let parsed = parse(&r.publish.payload);
-            if parsed.is_none() {
-                tracing::warn!(topic = %r.publish.topic, "ignored a message on the flag topics that is not a flag");
-            }
-            parsed
-        })
-        .collect();
-    commit(state, &msgs).await
-}
-
-async fn commit(state: &AppState, msgs: &[(FlagMsg, String)]) -> Result<Option<i64>, sqlx::Error> {
+/// Stores the valid messages of a batch (`items[i]` belongs to message `i`) in one transaction.
+pub async fn store(state: &AppState, items: &[Result<FlagMessage, FlagRejection>], now: i64) -> Result<Committed, CommitError> {
+    let msgs: Vec<(usize, &FlagMessage)> = items.iter().enumerate().filter_map(|(i, m)| m.as_ref().ok().map(|m| (i, m))).collect();
     if msgs.is_empty() {
-        return Ok(None);
+        return Ok(Committed::default());
     }
-    let now = chrono::Utc::now().timestamp_millis();
-    let mut last = None;
+    let mut out = Committed::default();
     macro_rules! body {
-        ($pool:expr) => {{
+        ($pool:expr, $lock:expr) => {{
             let mut tx = $pool.begin().await?;
-            for (m, payload) in msgs {
-                let key = format!("{}:{}:{}", m.flag_id, m.status, m.event_id);
+            if $lock {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(UPDATES_LOCK).execute(&mut *tx).await?;
+            }
+            for (index, m) in &msgs {
+                let stored: Option<(String, String, Option<String>)> =
+                    sqlx::query_as("SELECT kind, call_id, caller_ref FROM desk_flags WHERE flag_id = $1").bind(&m.flag_id).fetch_optional(&mut *tx).await?;
+                if let Some(why) = stored.as_ref().and_then(|s| conflict(m, s)) {
+                    out.refused.push((*index, why));
+                    continue;
+                }
+                let payload = m.to_json();
+                let key = format!("{}:{}:{}", m.flag_id, m.status.as_str(), m.event_id);
                 let seq: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO desk_updates (flag_id, event, message_key, payload, received_ms) VALUES ($1, 'flag', $2, $3, $4) ON CONFLICT DO NOTHING RETURNING seq",
                 )
                 .bind(&m.flag_id)
                 .bind(&key)
-                .bind(payload)
+                .bind(&payload)
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(seq) = seq else { continue };
-                last = Some(seq);
-                let raised_ms = m.raised_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.timestamp_millis()).unwrap_or(now);
+                out.last_seq = Some(seq);
                 // A new call on a closed flag opens it again: there is something new to look at.
                 sqlx::query(
                     "INSERT INTO desk_flags (flag_id, kind, severity, status, call_id, caller_ref, channel, division, payload, raised_ms, updated_ms) \
@@ -81,14 +75,14 @@ async fn commit(state: &AppState, msgs: &[(FlagMsg, String)]) -> Result<Option<i
                      updated_ms = excluded.updated_ms, status = CASE WHEN desk_flags.status = 'closed' THEN 'open' ELSE desk_flags.status END",
                 )
                 .bind(&m.flag_id)
-                .bind(&m.kind)
-                .bind(&m.severity)
+                .bind(m.kind.as_str())
+                .bind(m.severity.as_str())
                 .bind(&m.call_id)
                 .bind(m.caller_ref.as_deref())
-                .bind(m.channel.as_deref())
+                .bind(m.channel.as_str())
                 .bind(m.division.as_deref())
-                .bind(payload)
-                .bind(raised_ms)
+                .bind(&payload)
+                .bind(m.raised_ms())
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
@@ -97,8 +91,8 @@ async fn commit(state: &AppState, msgs: &[(FlagMsg, String)]) -> Result<Option<i
         }};
     }
     match &state.db {
-        lantern_shared::store::Db::Sqlite(pool) => body!(pool),
-        lantern_shared::store::Db::Postgres(pool) => body!(pool),
+        Db::Sqlite(pool) => body!(pool, false),
+        Db::Postgres(pool) => body!(pool, true),
     }
-    Ok(last)
+    Ok(out)
 }

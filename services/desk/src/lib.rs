@@ -19,11 +19,12 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use lantern_shared::config::reload::Reload;
 use lantern_shared::config::UserConfig;
-use lantern_shared::consumer::{self, BatchConsumer};
-use lantern_shared::mqtt::Received;
+use lantern_shared::consumer::{self, BatchConsumer, CommitError};
+use lantern_shared::flag::{FlagMessage, FlagRejection};
+use lantern_shared::mqtt::{Publisher, Received};
 use lantern_shared::service::{ServiceBase, Started};
 use lantern_shared::store::Db;
-use lantern_shared::Config;
+use lantern_shared::{Clock, Config};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub struct Inner {
     pub updates: broadcast::Sender<i64>,
     /// Cancelled at shutdown: live streams end, or the server would wait for them for ever.
     pub stopping: CancellationToken,
+    pub clock: Clock,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,6 +67,11 @@ pub struct Desk {
 
 impl Desk {
     pub async fn build(config: Config) -> anyhow::Result<Desk> {
+        Desk::build_with_clock(config, Clock::System).await
+    }
+
+    /// A desk that reads time from `clock` (tests move it).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Desk> {
         let base = ServiceBase::build(SERVICE, &config, &config.desk.listen).await?;
         let db = base.db.clone();
         let metrics = DeskMetrics::new(&base.registry, &config);
@@ -77,6 +84,7 @@ impl Desk {
             metrics,
             updates,
             stopping: CancellationToken::new(),
+            clock,
         }));
         metrics::refresh(&state).await.context("desk metrics from the database")?;
         if config.desk.users.is_empty() {
@@ -97,7 +105,8 @@ impl Desk {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let connected = self.state.metrics.mqtt_connected.clone();
         let routes = api::router(self.state.clone());
-        let Started { link, hard_stop, server } = self.base.start(vec![self.config.topic("flags/#")], &connected, routes, &shutdown)?;
+        let Started { link, hard_stop, server } =
+            self.base.start(vec![self.config.topic("flags/#")], &connected, None, routes, &shutdown)?;
         let (stopping, stop) = (self.state.stopping.clone(), shutdown.clone());
         tokio::spawn(async move {
             stop.cancelled().await;
@@ -124,18 +133,38 @@ impl Desk {
 }
 
 impl BatchConsumer for Desk {
-    type Prepared = ();
-    type Committed = Option<i64>;
+    type Item = Result<FlagMessage, FlagRejection>;
+    type Committed = ingest::Committed;
 
-    fn prepare(&mut self, _batch: &[Received]) {}
-
-    async fn commit(&mut self, batch: &[Received], _: &()) -> Result<Option<i64>, sqlx::Error> {
-        ingest::store(&self.state, batch).await
+    fn prepare(&mut self, received: &Received, _now: chrono::DateTime<chrono::Utc>) -> Self::Item {
+        FlagMessage::parse(&received.publish.payload)
     }
 
-    /// Tells live pages how far the stream now reaches.
-    async fn finish(&mut self, _client: &rumqttc::AsyncClient, _batch: &[Received], _: (), last_seq: Option<i64>) {
-        if let Some(seq) = last_seq {
+    fn rejected(&mut self, _received: &Received, reason: &'static str, error: String) -> Self::Item {
+        Err(FlagRejection::new(reason, error))
+    }
+
+    async fn commit(
+        &mut self,
+        _batch: &[Received],
+        items: &[Self::Item],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Self::Committed, CommitError> {
+        ingest::store(&self.state, items, now.timestamp_millis()).await
+    }
+
+    /// Counts refusals and tells live pages how far the stream now reaches.
+    async fn finish(&mut self, _out: &Publisher, batch: &[Received], items: &[Self::Item], committed: Self::Committed) {
+        let refused = items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| m.as_ref().err().map(|e| (i, e)))
+            .chain(committed.refused.iter().map(|(i, e)| (*i, e)));
+        for (i, why) in refused {
+            self.state.metrics.flags_rejected.with_label_values(&[why.reason]).inc();
+            tracing::warn!(reason = why.reason, error = %why.error, topic = %batch[i].publish.topic, "flag message refused");
+        }
+        if let Some(seq) = committed.last_seq {
             let _ = self.state.updates.send(seq);
             let _ = metrics::refresh(&self.state).await;
         }
@@ -145,7 +174,11 @@ impl BatchConsumer for Desk {
         self.apply_reload(reload);
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&mut self, _out: &Publisher) {
         let _ = metrics::refresh(&self.state).await;
+    }
+
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.state.clock.now()
     }
 }

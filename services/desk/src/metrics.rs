@@ -19,6 +19,7 @@ pub struct DeskMetrics {
     pub mqtt_connected: IntGauge,
     pub config_reloads: IntCounterVec,
     pub config_info: ConfigInfo,
+    pub flags_rejected: IntCounterVec,
 }
 
 impl DeskMetrics {
@@ -76,6 +77,7 @@ impl DeskMetrics {
             mqtt_connected: ServiceMetrics::mqtt_connected(registry),
             config_reloads: ServiceMetrics::config_reloads(registry),
             config_info: info,
+            flags_rejected: telemetry::flag_messages_rejected(registry),
         }
     }
 }

@@ -36,10 +36,11 @@ function ago(iso) {
 }
 
 function reasonText(r) {
+  if (r === null || typeof r !== "object") return String(r);
   if (r.rule !== undefined) {
     return `${r.calls} calls in ${r.window} (rule ${r.rule}, ${r.identity}, threshold ${r.min_calls})`;
   }
-  const words = `${r.category.replaceAll("_", " ")}: “${r.cue}”`;
+  const words = `${String(r.category || "").replaceAll("_", " ")}: “${r.cue}”`;
   return r.negated ? `${words} (negated)` : words;
 }
 
@@ -57,13 +58,22 @@ function render() {
   // Waiting for a nurse first, then most severe, then newest.
   const waiting = (f) => (f.status === "open" ? 1 : 0);
   wanted.sort((a, b) => (waiting(b) - waiting(a)) || (SEVERITY[b.severity] - SEVERITY[a.severity]) || (Date.parse(b.raised_at) - Date.parse(a.raised_at)));
-  list.replaceChildren(...wanted.map(card));
+  list.replaceChildren(...wanted.map(safeCard));
   document.getElementById("empty").hidden = wanted.length > 0;
+}
+
+// One odd flag never blanks the page: a card that cannot be drawn becomes a plain line saying so.
+function safeCard(f) {
+  try { return card(f); }
+  catch (e) {
+    console.warn(e);
+    return el("li", { class: "flag broken", "data-flag": String(f && f.flag_id) }, `Flag ${String(f && f.flag_id)} could not be shown; open it from the API.`);
+  }
 }
 
 function card(f) {
   const kind = f.kind === "mental_health" ? "Mental health" : "Repeat caller";
-  const reasons = el("ul", { class: "reasons" }, ...(f.reasons || []).map((r) => {
+  const reasons = el("ul", { class: "reasons" }, ...(Array.isArray(f.reasons) ? f.reasons : []).map((r) => {
     const li = el("li", { class: r.negated ? "negated" : "" }, reasonText(r));
     if (r.snippet) li.append(" ", el("span", { class: "snippet" }, `… ${r.snippet} …`));
     return li;

@@ -1,6 +1,7 @@
 //! `lantern-flagger`: consumes call events, flags repeat callers and mental-health cues.
 
 pub mod detect;
+pub mod fuzzing;
 pub mod replay;
 pub mod service;
 

@@ -1,8 +1,9 @@
 //! `lantern replay`: historical events through the same detection code, no broker, no database.
 
-use crate::detect::{new_flag_id, Detector, Flag, FlagKind, Reasons};
+use crate::detect::{new_flag_id, Detector, Flag, FlagKind, FlagStatus, Reasons};
 use chrono::{TimeZone, Utc};
-use lantern_shared::event::{CallEvent, IngestContext};
+use lantern_shared::consumer::guard;
+use lantern_shared::event::{CallEvent, IngestContext, Rejection};
 use lantern_shared::Config;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -63,7 +64,9 @@ pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut 
             continue;
         }
         summary.events += 1;
-        let ev = match CallEvent::parse(line.as_bytes(), ingest, clock) {
+        let parsed = guard(|| CallEvent::parse(line.as_bytes(), ingest, clock))
+            .unwrap_or_else(|why| Err(Rejection::new("internal_error", format!("processing this event failed: {why}"))));
+        let ev = match parsed {
             Ok(ev) => ev,
             Err(r) => {
                 *summary.rejected.entry(r.reason.to_string()).or_default() += 1;
@@ -78,7 +81,11 @@ pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut 
         summary.calls += u64::from(new_call);
         // Replay stamps flags with event time, so the same input gives the same output.
         let at = Utc.timestamp_millis_opt(ev.occurred_ms()).single().unwrap_or(clock);
-        let detection = detector.on_event(&ev, new_call, at, &mut ids);
+        // Detection scans before it changes anything, so a failure leaves the history as it was.
+        let Ok(detection) = guard(|| detector.on_event(&ev, new_call, at, &mut ids)) else {
+            *summary.rejected.entry("internal_error".to_string()).or_default() += 1;
+            continue;
+        };
         for flag in &detection.flags {
             tally(&mut summary, &mut rule_identities, &mut callers, flag);
             if let Some(w) = out.as_deref_mut() {
@@ -102,15 +109,16 @@ pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut 
 }
 
 fn tally(summary: &mut Summary, rule_identities: &mut HashMap<String, HashSet<String>>, callers: &mut HashSet<String>, flag: &Flag) {
-    match (&flag.reasons, flag.kind) {
+    let m = &flag.message;
+    match (&m.reasons, m.kind) {
         (Reasons::Rules(reasons), FlagKind::RepeatCaller) => {
-            let raised = flag.status == "raised";
+            let raised = m.status == FlagStatus::Raised;
             if raised {
                 summary.repeat_caller_flags += 1;
             } else {
                 summary.repeat_caller_updates += 1;
             }
-            let who = flag.caller_ref.clone().unwrap_or_default();
+            let who = m.caller_ref.clone().unwrap_or_default();
             callers.insert(who.clone());
             for r in reasons {
                 if let Some(s) = summary.rules.get_mut(&r.rule) {
@@ -120,7 +128,7 @@ fn tally(summary: &mut Summary, rule_identities: &mut HashMap<String, HashSet<St
                 }
             }
         }
-        _ => summary.mental_health_flags += u64::from(flag.status == "raised"),
+        _ => summary.mental_health_flags += u64::from(m.status == FlagStatus::Raised),
     }
 }
 

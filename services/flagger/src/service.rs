@@ -6,17 +6,16 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use lantern_shared::config::reload::Reload;
 use lantern_shared::config::{AgeBand, Channel, Identity, Severity};
-use lantern_shared::consumer::{self, BatchConsumer};
+use lantern_shared::consumer::{self, guard, BatchConsumer, CommitError};
 use lantern_shared::event::{CallEvent, IngestContext, Rejection};
-use lantern_shared::mqtt::Received;
+use lantern_shared::mqtt::{Delivery, Publisher, Received};
 use lantern_shared::pseudonym::CallerRef;
 use lantern_shared::service::{ServiceBase, Started};
 use lantern_shared::store::Db;
 use lantern_shared::telemetry::{self, IngestMetrics};
-use lantern_shared::{with_db, Config};
+use lantern_shared::{with_db, Clock, Config};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
-use rumqttc::{AsyncClient, QoS};
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 const SERVICE: &str = "flagger";
 /// Rows per multi-row statement (well under SQLite's and PostgreSQL's parameter limits).
 const CHUNK: usize = 256;
+/// How often history past its windows is pruned, by the service's clock.
+const PRUNE_EVERY_MS: i64 = 600_000;
 const MARK_PUBLISHED: &str = "UPDATE flag_messages SET published_ms = $1 WHERE seq >= $2 AND seq <= $3 AND published_ms IS NULL";
 
 /// Flagger metrics (SPEC section 7).
@@ -40,7 +41,7 @@ impl FlaggerMetrics {
         let ingest = IngestMetrics::new(registry);
         let flags_raised =
             telemetry::counter_vec(registry, "lantern_flags_raised_total", "Flags raised, by kind and severity.", &["kind", "severity"]);
-        for kind in [FlagKind::RepeatCaller, FlagKind::MentalHealth] {
+        for kind in FlagKind::ALL {
             for sev in [Severity::Low, Severity::Medium, Severity::High] {
                 flags_raised.with_label_values(&[kind.as_str(), sev.as_str()]);
             }
@@ -54,7 +55,7 @@ impl FlaggerMetrics {
             )
             .unwrap_or_else(|e| panic!("{e}")),
         );
-        for kind in [FlagKind::RepeatCaller, FlagKind::MentalHealth] {
+        for kind in FlagKind::ALL {
             flag_latency.with_label_values(&[kind.as_str()]);
         }
         let repeat_callers = telemetry::register(
@@ -75,15 +76,44 @@ pub struct Flagger {
     config: Config,
     ingest: IngestContext,
     db: Db,
+    clock: Clock,
     metrics: FlaggerMetrics,
     detector: Detector,
     /// The next `flag_messages.seq`: this service is the table's only writer.
     next_seq: i64,
-    /// Flag messages handed to the broker but not yet marked published in `flag_messages`:
-    /// ranges of seq, marked in the next batch's transaction (or on a tick, or at shutdown)
-    /// rather than in a write of their own. A crash in between publishes them again at start-up.
-    unmarked: Vec<(i64, i64)>,
-    last_prune: Instant,
+    outbox: Outbox,
+    /// When pruning last ran, by the service's clock (ms).
+    last_prune_ms: i64,
+}
+
+/// Flag messages between the database and the broker. A message is marked published only once
+/// the broker has acknowledged it (PUBACK); marking rides in the next batch's transaction (or a
+/// tick, or shutdown) rather than a write of its own. A crash in between publishes it again.
+#[derive(Debug, Default)]
+struct Outbox {
+    /// Handed to the link, not yet acknowledged.
+    in_flight: BTreeSet<i64>,
+    /// Acknowledged by the broker, not yet marked in `flag_messages`: ranges of seq.
+    acked: Vec<(i64, i64)>,
+}
+
+impl Outbox {
+    fn acked(&mut self, seq: i64) {
+        if !self.in_flight.remove(&seq) {
+            return;
+        }
+        match self.acked.iter_mut().find(|(a, b)| *a - 1 == seq || *b + 1 == seq) {
+            Some(r) => {
+                r.0 = r.0.min(seq);
+                r.1 = r.1.max(seq);
+            }
+            None => self.acked.push((seq, seq)),
+        }
+    }
+
+    fn pending(&self, seq: i64) -> bool {
+        self.in_flight.contains(&seq) || self.acked.iter().any(|(a, b)| (*a..=*b).contains(&seq))
+    }
 }
 
 /// One stored flag message waiting to be published.
@@ -97,16 +127,37 @@ pub struct Outgoing {
     received: Option<Instant>,
 }
 
+/// What one batch committed: flags to publish and duplicates seen.
+pub struct Committed {
+    outgoing: Vec<Outgoing>,
+    duplicates: u64,
+}
+
 impl Flagger {
     pub async fn build(config: Config) -> anyhow::Result<Flagger> {
+        Flagger::build_with_clock(config, Clock::System).await
+    }
+
+    /// A flagger that reads time from `clock` (tests move it).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Flagger> {
         let ingest = IngestContext::from_config(&config)?;
         let base = ServiceBase::build(SERVICE, &config, &config.flagger.listen).await?;
         let db = base.db.clone();
         let metrics = FlaggerMetrics::new(&base.registry, &config);
         let detector = Detector::new(&config, &ingest);
         metrics.ingest.config_info.set(&lantern_shared::config::diff::fingerprint(&config));
-        let mut flagger =
-            Flagger { base, config, ingest, db, metrics, detector, next_seq: 1, unmarked: Vec::new(), last_prune: Instant::now() };
+        let mut flagger = Flagger {
+            base,
+            config,
+            ingest,
+            db,
+            last_prune_ms: clock.now_ms(),
+            clock,
+            metrics,
+            detector,
+            next_seq: 1,
+            outbox: Outbox::default(),
+        };
         flagger.rebuild().await?;
         Ok(flagger)
     }
@@ -196,10 +247,12 @@ impl Flagger {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let subscriptions = vec![self.config.mqtt.calls_topic.clone()];
         let connected = self.metrics.ingest.mqtt_connected.clone();
-        let Started { link, hard_stop, server } = self.base.start(subscriptions, &connected, axum::Router::new(), &shutdown)?;
-        self.publish_outbox(&link.client).await;
+        let dropped = self.metrics.ingest.rejected.with_label_values(&["overloaded"]);
+        let Started { link, hard_stop, server } =
+            self.base.start(subscriptions, &connected, Some(dropped), axum::Router::new(), &shutdown)?;
+        self.publish_outbox(&link.publisher).await;
         let reloads = self.base.reloads.take();
-        consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(15)).await;
+        consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(5)).await;
         self.mark_published().await;
         self.base.stop(server).await;
         tracing::info!("flagger stopped");
@@ -214,18 +267,20 @@ impl Flagger {
         batch: &[Received],
         parsed: &[Result<CallEvent, Rejection>],
         now: chrono::DateTime<Utc>,
-    ) -> Result<(Vec<Outgoing>, u64), sqlx::Error> {
+    ) -> Result<Committed, CommitError> {
         let now_ms = now.timestamp_millis();
-        let valid: Vec<(&Received, &CallEvent)> = batch.iter().zip(parsed).filter_map(|(r, p)| p.as_ref().ok().map(|e| (r, e))).collect();
+        // (index in the batch, received, event)
+        let valid: Vec<(usize, &Received, &CallEvent)> =
+            batch.iter().zip(parsed).enumerate().filter_map(|(i, (r, p))| p.as_ref().ok().map(|e| (i, r, e))).collect();
         if valid.is_empty() {
-            return Ok((Vec::new(), 0));
+            return Ok(Committed { outgoing: Vec::new(), duplicates: 0 });
         }
         let mut outgoing = Vec::new();
         let mut duplicates = 0u64;
         let detector = &mut self.detector;
         let next_seq = &mut self.next_seq;
         let topic_root = &self.config;
-        let unmarked = &self.unmarked;
+        let unmarked = &self.outbox.acked;
         macro_rules! body {
             ($begin:expr, $returning:expr) => {{
                 let mut tx = $begin.await?;
@@ -241,27 +296,27 @@ impl Flagger {
                     let mut inserted: HashSet<String> = HashSet::new();
                     for chunk in valid.chunks(CHUNK) {
                         let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
-                        q.push_values(chunk, |mut b, (_, ev)| {
+                        q.push_values(chunk, |mut b, (_, _, ev)| {
                             b.push_bind(SERVICE).push_bind(ev.event_id.as_str()).push_bind(now_ms);
                         });
                         q.push(" ON CONFLICT DO NOTHING RETURNING event_id");
                         inserted.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
                     }
-                    fresh.extend(valid.iter().map(|(_, ev)| ev.event_id.as_str()).filter(|id| inserted.contains(*id)));
+                    fresh.extend(valid.iter().map(|(_, _, ev)| ev.event_id.as_str()).filter(|id| inserted.contains(*id)));
                 } else {
                     let mut stored: HashSet<String> = HashSet::new();
                     for chunk in valid.chunks(CHUNK) {
                         let mut q = sqlx::QueryBuilder::new("SELECT event_id FROM processed_events WHERE service = ");
                         q.push_bind(SERVICE).push(" AND event_id IN (");
                         let mut list = q.separated(", ");
-                        for (_, ev) in chunk {
+                        for (_, _, ev) in chunk {
                             list.push_bind(ev.event_id.as_str());
                         }
                         q.push(")");
                         stored.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
                     }
                     // A set, so an id repeated within the batch counts once.
-                    fresh.extend(valid.iter().map(|(_, ev)| ev.event_id.as_str()).filter(|id| !stored.contains(*id)));
+                    fresh.extend(valid.iter().map(|(_, _, ev)| ev.event_id.as_str()).filter(|id| !stored.contains(*id)));
                     let new_ids: Vec<&str> = fresh.iter().copied().collect();
                     for chunk in new_ids.chunks(CHUNK) {
                         let mut q = sqlx::QueryBuilder::new("INSERT INTO processed_events (service, event_id, received_ms) ");
@@ -272,28 +327,41 @@ impl Flagger {
                         q.build().execute(&mut *tx).await?;
                     }
                 }
-                // Which calls the database has seen already.
+                // Which calls the database has seen already, with their mental-health flag when
+                // memory no longer holds it (an old call, or after a restart): an update to such a
+                // call updates that flag rather than raising a second one.
                 let mut known: HashSet<String> = HashSet::new();
-                let call_ids: Vec<&str> = valid.iter().filter(|(_, ev)| fresh.contains(ev.event_id.as_str())).map(|(_, ev)| ev.call_id.as_str()).collect();
+                let call_ids: Vec<&str> = valid.iter().filter(|(_, _, ev)| fresh.contains(ev.event_id.as_str())).map(|(_, _, ev)| ev.call_id.as_str()).collect();
                 for chunk in call_ids.chunks(CHUNK) {
-                    let mut q = sqlx::QueryBuilder::new("SELECT call_id FROM flagger_calls WHERE call_id IN (");
+                    let mut q = sqlx::QueryBuilder::new(
+                        "SELECT c.call_id, m.flag_id, m.severity, m.occurred_ms, m.raised_ms FROM flagger_calls c LEFT JOIN mh_flags m ON m.call_id = c.call_id WHERE c.call_id IN (",
+                    );
                     let mut list = q.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);
                     }
                     q.push(")");
-                    known.extend(q.build_query_scalar::<String>().fetch_all(&mut *tx).await?);
+                    let rows: Vec<(String, Option<String>, Option<String>, Option<i64>, Option<i64>)> = q.build_query_as().fetch_all(&mut *tx).await?;
+                    for (call_id, flag_id, severity, occurred, raised) in rows {
+                        if let (Some(id), Some(sev), Some(occurred), Some(raised)) = (flag_id.as_deref().and_then(|f| uuid::Uuid::parse_str(f).ok()), severity.as_deref().and_then(Severity::parse), occurred, raised) {
+                            if !detector.knows_mental_health(&call_id) {
+                                detector.restore_mental_health(call_id.clone(), id.as_u128(), sev, occurred, raised);
+                            }
+                        }
+                        known.insert(call_id);
+                    }
                 }
-                // Detection, in the order received.
+                // Detection, in the order received. A failure here rejects that event alone.
                 let mut new_calls: Vec<(&CallEvent, Option<String>, Option<String>)> = Vec::new();
                 let mut flags = Vec::new();
-                for (received, ev) in &valid {
+                for (index, received, ev) in &valid {
                     if !fresh.remove(ev.event_id.as_str()) {
                         duplicates += 1;
                         continue;
                     }
                     let new_call = known.insert(ev.call_id.clone());
-                    let detection = detector.on_event(ev, new_call, now, &mut crate::detect::new_flag_id);
+                    let detection = guard(|| detector.on_event(ev, new_call, now, &mut crate::detect::new_flag_id))
+                        .map_err(|error| CommitError::Poisoned { index: *index, error })?;
                     if new_call {
                         let c = &detection.counted;
                         new_calls.push((ev, c.counted_phone.map(|r| r.to_string()), c.counted_address.map(|r| r.to_string())));
@@ -326,28 +394,30 @@ impl Flagger {
                 let mut mh_updates = Vec::new();
                 let mut messages = Vec::new();
                 for (received, ev, flag) in flags {
-                    match (flag.kind, flag.meta.raised) {
-                        (FlagKind::RepeatCaller, true) => raised_repeat.push((flag.flag_id.clone(), flag.meta, flag.caller_ref.clone().unwrap_or_default())),
-                        (FlagKind::MentalHealth, true) => raised_mh.push((ev.call_id.clone(), flag.flag_id.clone(), flag.severity, ev.occurred_ms())),
-                        (FlagKind::MentalHealth, false) => match raised_mh.iter_mut().find(|m| m.0 == ev.call_id) {
+                    let m = &flag.message;
+                    let severity = m.severity.as_str();
+                    match (m.kind, flag.meta.raised) {
+                        (FlagKind::RepeatCaller, true) => raised_repeat.push((m.flag_id.clone(), flag.meta, m.caller_ref.clone().unwrap_or_default())),
+                        (FlagKind::MentalHealth, true) => raised_mh.push((ev.call_id.clone(), m.flag_id.clone(), severity, ev.occurred_ms())),
+                        (FlagKind::MentalHealth, false) => match raised_mh.iter_mut().find(|r| r.0 == ev.call_id) {
                             // Raised earlier in this same batch: store the final severity.
-                            Some(m) => m.2 = flag.severity,
-                            None => mh_updates.push((ev.call_id.clone(), flag.severity)),
+                            Some(r) => r.2 = severity,
+                            None => mh_updates.push((ev.call_id.clone(), severity)),
                         },
                         (FlagKind::RepeatCaller, false) => {}
                     }
                     let payload = flag.to_json();
                     let seq = *next_seq;
                     *next_seq += 1;
-                    let topic = topic_root.topic(flag.kind.topic_suffix());
-                    messages.push((seq, flag.flag_id.clone(), topic.clone(), payload.clone()));
+                    let topic = topic_root.topic(m.kind.topic_suffix());
+                    messages.push((seq, m.flag_id.clone(), topic.clone(), payload.clone()));
                     outgoing.push(Outgoing {
                         seq,
                         topic,
                         payload,
-                        kind: flag.kind,
+                        kind: m.kind,
                         raised: flag.meta.raised,
-                        severity: flag.severity,
+                        severity,
                         received: Some(received.at),
                     });
                 }
@@ -363,6 +433,9 @@ impl Flagger {
                     q.push_values(chunk, |mut b, (call, id, severity, occurred)| {
                         b.push_bind(call.as_str()).push_bind(id.as_str()).push_bind(*severity).push_bind(*occurred).push_bind(now_ms);
                     });
+                    // A call older than the history kept (its row in flagger_calls pruned) may still
+                    // have a flag here: the newest flag for the call is the one kept.
+                    q.push(" ON CONFLICT (call_id) DO UPDATE SET flag_id = excluded.flag_id, severity = excluded.severity, occurred_ms = excluded.occurred_ms, raised_ms = excluded.raised_ms");
                     q.build().execute(&mut *tx).await?;
                 }
                 for (call_id, severity) in mh_updates {
@@ -384,22 +457,19 @@ impl Flagger {
             Db::Sqlite(pool) => body!(pool.begin_with("BEGIN IMMEDIATE"), false),
             Db::Postgres(pool) => body!(pool.begin(), true),
         }
-        self.unmarked.clear();
-        Ok((outgoing, duplicates))
+        self.outbox.acked.clear();
+        Ok(Committed { outgoing, duplicates })
     }
 
-    /// Hands stored flag messages to the broker; they are marked published with the next write.
-    async fn publish(&mut self, client: &AsyncClient, outgoing: Vec<Outgoing>) {
+    /// Hands stored flag messages to the broker; each is marked published once the broker has
+    /// acknowledged it.
+    fn publish(&mut self, out: &Publisher, outgoing: Vec<Outgoing>) {
         for o in outgoing {
-            let seq = o.seq;
-            if let Err(e) = client.publish(o.topic, QoS::AtLeastOnce, false, o.payload.into_bytes()).await {
-                tracing::error!(error = %e, "could not publish a flag; it stays in the outbox");
+            if !out.publish(o.topic, o.payload.into_bytes(), Some(o.seq as u64)) {
+                tracing::error!("the MQTT link has gone; flags stay in the outbox");
                 return;
             }
-            match self.unmarked.last_mut() {
-                Some((_, last)) if *last + 1 == seq => *last = seq,
-                _ => self.unmarked.push((seq, seq)),
-            }
+            self.outbox.in_flight.insert(o.seq);
             if let Some(at) = o.received {
                 self.metrics.flag_latency.with_label_values(&[o.kind.as_str()]).observe(at.elapsed().as_secs_f64());
             }
@@ -409,51 +479,64 @@ impl Flagger {
         }
     }
 
-    /// Marks what was handed to the broker as published, in a write of its own.
+    /// Marks what the broker has acknowledged as published, in a write of its own.
     async fn mark_published(&mut self) {
-        if self.unmarked.is_empty() {
+        if self.outbox.acked.is_empty() {
             return;
         }
-        let now = Utc::now().timestamp_millis();
-        let (db, unmarked) = (&self.db, &self.unmarked);
+        let now = self.clock.now_ms();
+        let (db, acked) = (&self.db, &self.outbox.acked);
         let result: Result<(), sqlx::Error> = with_db!(db, |pool| async {
             let mut tx = pool.begin().await?;
-            for (first, last) in unmarked {
+            for (first, last) in acked {
                 sqlx::query(MARK_PUBLISHED).bind(now).bind(*first).bind(*last).execute(&mut *tx).await?;
             }
             tx.commit().await
         }
         .await);
         match result {
-            Ok(()) => self.unmarked.clear(),
+            Ok(()) => self.outbox.acked.clear(),
             Err(e) => tracing::error!(error = %e, "could not mark flags published; will try again (a restart publishes them again)"),
         }
     }
 
-    /// Publishes what a previous run stored but did not hand to the broker.
-    async fn publish_outbox(&mut self, client: &AsyncClient) {
-        let q = "SELECT seq, topic, payload FROM flag_messages WHERE published_ms IS NULL ORDER BY seq";
-        let db = &self.db;
-        let rows: Vec<(i64, String, String)> = match with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await) {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "could not read the flag outbox");
-                return;
+    /// Publishes every stored flag message that is neither acknowledged nor on its way: what a
+    /// previous run left, what a failed commit or a lost broker session left. Runs at start-up,
+    /// on a timer and after a failed commit.
+    async fn publish_outbox(&mut self, out: &Publisher) {
+        const PAGE: i64 = 5000;
+        let q = "SELECT seq, topic, payload FROM flag_messages WHERE published_ms IS NULL AND seq > $1 ORDER BY seq LIMIT $2";
+        let mut after = 0i64;
+        let mut sent = 0usize;
+        loop {
+            let db = &self.db;
+            let rows: Vec<(i64, String, String)> = match with_db!(db, |pool| sqlx::query_as(q).bind(after).bind(PAGE).fetch_all(pool).await)
+            {
+                Ok(rows) => rows,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the flag outbox; will try again");
+                    return;
+                }
+            };
+            let full = rows.len() as i64 == PAGE;
+            after = rows.last().map(|r| r.0).unwrap_or(after);
+            let outgoing: Vec<Outgoing> = rows
+                .into_iter()
+                .filter(|(seq, _, _)| !self.outbox.pending(*seq))
+                .map(|(seq, topic, payload)| {
+                    let kind = if topic.ends_with("/mental-health") { FlagKind::MentalHealth } else { FlagKind::RepeatCaller };
+                    Outgoing { seq, topic, payload, kind, raised: false, severity: "", received: None }
+                })
+                .collect();
+            sent += outgoing.len();
+            self.publish(out, outgoing);
+            if !full {
+                break;
             }
-        };
-        if rows.is_empty() {
-            return;
         }
-        tracing::info!(flags = rows.len(), "publishing flags stored before the last stop");
-        let outgoing = rows
-            .into_iter()
-            .map(|(seq, topic, payload)| {
-                let kind = if topic.ends_with("/mental-health") { FlagKind::MentalHealth } else { FlagKind::RepeatCaller };
-                Outgoing { seq, topic, payload, kind, raised: false, severity: "", received: None }
-            })
-            .collect();
-        self.publish(client, outgoing).await;
-        self.mark_published().await;
+        if sent > 0 {
+            tracing::info!(flags = sent, "publishing flags stored but not yet acknowledged by the broker");
+        }
     }
 
     /// Swaps in a reloaded config between batches, so each event is handled under one version.
@@ -479,14 +562,14 @@ impl Flagger {
     }
 
     fn update_gauges(&self) {
-        for (rule, n) in self.detector.repeat.at_or_over(Utc::now().timestamp_millis()) {
+        for (rule, n) in self.detector.repeat.at_or_over(self.clock.now_ms()) {
             self.metrics.repeat_callers.with_label_values(&[&rule]).set(n as i64);
         }
     }
 
     /// Forgets calls no rule window can reach and event ids past their retention.
     async fn prune(&mut self) {
-        let now = Utc::now().timestamp_millis();
+        let now = self.clock.now_ms();
         let cutoff = now - self.config.longest_window().millis() - self.config.retention.history_margin.millis();
         let dropped = self.detector.prune(cutoff, now - crate::detect::MH_CALL_MEMORY_MS);
         let events_before = now - self.config.retention.event_ids.millis();
@@ -513,60 +596,77 @@ impl Flagger {
 }
 
 impl BatchConsumer for Flagger {
-    type Prepared = (Vec<Result<CallEvent, Rejection>>, chrono::DateTime<Utc>);
-    type Committed = (Vec<Outgoing>, u64);
+    type Item = Result<CallEvent, Rejection>;
+    type Committed = Committed;
 
-    fn prepare(&mut self, batch: &[Received]) -> Self::Prepared {
-        let now = Utc::now();
-        (batch.iter().map(|r| CallEvent::parse(&r.publish.payload, &self.ingest, now)).collect(), now)
+    fn prepare(&mut self, received: &Received, now: chrono::DateTime<Utc>) -> Self::Item {
+        CallEvent::parse(&received.publish.payload, &self.ingest, now)
     }
 
-    async fn commit(&mut self, batch: &[Received], (parsed, now): &Self::Prepared) -> Result<Self::Committed, sqlx::Error> {
-        self.store(batch, parsed, *now).await
+    fn rejected(&mut self, _received: &Received, reason: &'static str, error: String) -> Self::Item {
+        Err(Rejection::new(reason, error))
     }
 
-    async fn recover(&mut self) {
+    async fn commit(&mut self, batch: &[Received], items: &[Self::Item], now: chrono::DateTime<Utc>) -> Result<Committed, CommitError> {
+        self.store(batch, items, now).await
+    }
+
+    async fn recover(&mut self, out: &Publisher) {
         if let Err(e) = self.rebuild().await {
             tracing::error!(error = %e, "could not rebuild history from the database");
         }
+        self.publish_outbox(out).await;
     }
 
     /// Counts, publishes refusals to `<root>/rejected`, then the batch's flags.
-    async fn finish(
-        &mut self,
-        client: &AsyncClient,
-        batch: &[Received],
-        (parsed, _): Self::Prepared,
-        (outgoing, duplicates): Self::Committed,
-    ) {
+    async fn finish(&mut self, out: &Publisher, batch: &[Received], items: &[Self::Item], committed: Committed) {
         let m = &self.metrics;
-        m.ingest.duplicate.inc_by(duplicates);
-        for (received, result) in batch.iter().zip(&parsed) {
+        m.ingest.duplicate.inc_by(committed.duplicates);
+        for (received, result) in batch.iter().zip(items) {
             match result {
                 Ok(ev) => m.ingest.received.with_label_values(&[ev.kind.as_str()]).inc(),
                 Err(rejection) => {
                     m.ingest.rejected.with_label_values(&[rejection.reason]).inc();
-                    tracing::warn!(reason = rejection.reason, error = %rejection.error, topic = %received.publish.topic, "event rejected");
-                    let msg = rejection.to_message(&received.publish.payload);
-                    if let Err(e) = client.publish(self.config.topic("rejected"), QoS::AtLeastOnce, false, msg).await {
-                        tracing::error!(error = %e, "could not publish a rejection");
-                    }
+                    let event_id = lantern_shared::event::event_id_of(&received.publish.payload);
+                    tracing::warn!(reason = rejection.reason, error = %rejection.error, event_id = %event_id, topic = %received.publish.topic, "event rejected");
+                    out.publish(self.config.topic("rejected"), rejection.to_message(&received.publish.payload), None);
                 }
             }
         }
-        self.publish(client, outgoing).await;
+        self.publish(out, committed.outgoing);
     }
 
     fn reload(&mut self, reload: Reload) {
         self.apply_reload(reload);
     }
 
-    async fn tick(&mut self) {
+    async fn tick(&mut self, out: &Publisher) {
         self.mark_published().await;
+        self.publish_outbox(out).await;
         self.update_gauges();
-        if self.last_prune.elapsed() > Duration::from_secs(600) {
+        if self.clock.now_ms() - self.last_prune_ms > PRUNE_EVERY_MS {
             self.prune().await;
-            self.last_prune = Instant::now();
+            self.last_prune_ms = self.clock.now_ms();
         }
+    }
+
+    fn delivered(&mut self, _out: &Publisher, delivery: Delivery) {
+        match delivery {
+            Delivery::Acked(seq) => self.outbox.acked(seq as i64),
+            Delivery::Lost(seqs) => {
+                // Published again by the next outbox scan, within one tick.
+                for seq in seqs {
+                    self.outbox.in_flight.remove(&(seq as i64));
+                }
+            }
+        }
+    }
+
+    fn awaiting_acks(&self) -> bool {
+        !self.outbox.in_flight.is_empty()
+    }
+
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.clock.now()
     }
 }

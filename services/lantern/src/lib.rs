@@ -145,6 +145,9 @@ enum Command {
     Run {
         #[arg(long, default_value = "config/lantern.toml")]
         config: PathBuf,
+        /// Run only this part (repeatable): flagger, demand, desk, broker. Default: all of them.
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<run::Part>,
     },
     /// Check a config file; exit 0, or list every problem and exit 1.
     CheckConfig {
@@ -189,7 +192,7 @@ enum Command {
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { config } => run::main(&config),
+        Command::Run { config, services } => run::main(&config, &services),
         Command::CheckConfig { file, against } => check_config(&file, against.as_deref()),
         Command::Replay { config, compare, events } => match compare {
             Some(old) => replay_compare(&config, &old, &events),

@@ -9,7 +9,16 @@ use std::path::Path;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
-pub fn main(config_path: &Path) -> ExitCode {
+/// A part `lantern run --service` can start on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    Flagger,
+    Demand,
+    Desk,
+    Broker,
+}
+
+pub fn main(config_path: &Path, parts: &[Part]) -> ExitCode {
     let config_path = config_path.to_path_buf();
     lantern_shared::telemetry::init_tracing();
     let config = match Config::load(&config_path) {
@@ -27,7 +36,7 @@ pub fn main(config_path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, config_path)) {
+    match runtime.block_on(run(config, config_path, parts)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "lantern stopped");
@@ -36,25 +45,46 @@ pub fn main(config_path: &Path) -> ExitCode {
     }
 }
 
-async fn run(config: Config, config_path: std::path::PathBuf) -> anyhow::Result<()> {
-    // One machine: make the pseudonym key on first run. Services alone never do.
-    Pseudonymizer::load_or_create(&config.privacy.key_file)?;
-    if config.broker.enabled {
+async fn run(config: Config, config_path: std::path::PathBuf, parts: &[Part]) -> anyhow::Result<()> {
+    let all = parts.is_empty();
+    let wants = |p: Part| all || parts.contains(&p);
+    if all {
+        // One machine: make the pseudonym key on first run. Services alone never do.
+        Pseudonymizer::load_or_create(&config.privacy.key_file)?;
+    }
+    // The embedded broker runs when enabled in config and `lantern run` starts everything, or
+    // when asked for by name.
+    if (all && config.broker.enabled) || parts.contains(&Part::Broker) {
         let listen = config.broker.listen.parse().context("broker.listen")?;
         tokio::task::spawn_blocking(move || lantern_broker::start(listen)).await??;
     }
     let shutdown = CancellationToken::new();
     // One reload path for SIGHUP and file changes; every service hears each reload.
     let reloader = Reloader::start(config_path, config.clone(), shutdown.clone());
-    let flagger =
-        lantern_flagger::Flagger::build(config.clone()).await.context("starting lantern-flagger")?.with_reloads(reloader.subscribe());
-    let demand = lantern_demand::Demand::build(config.clone()).await.context("starting lantern-demand")?.with_reloads(reloader.subscribe());
-    let desk = lantern_desk::Desk::build(config.clone()).await.context("starting lantern-desk")?.with_reloads(reloader.subscribe());
-    tracing::info!(flagger = %flagger.local_addr(), demand = %demand.local_addr(), desk = %desk.local_addr(), "lantern started; Ctrl-C stops it");
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(flagger.run(shutdown.clone()));
-    tasks.spawn(demand.run(shutdown.clone()));
-    tasks.spawn(desk.run(shutdown.clone()));
+    if wants(Part::Flagger) {
+        let flagger =
+            lantern_flagger::Flagger::build(config.clone()).await.context("starting lantern-flagger")?.with_reloads(reloader.subscribe());
+        tracing::info!(listen = %flagger.local_addr(), "lantern-flagger started");
+        tasks.spawn(flagger.run(shutdown.clone()));
+    }
+    if wants(Part::Demand) {
+        let demand =
+            lantern_demand::Demand::build(config.clone()).await.context("starting lantern-demand")?.with_reloads(reloader.subscribe());
+        tracing::info!(listen = %demand.local_addr(), "lantern-demand started");
+        tasks.spawn(demand.run(shutdown.clone()));
+    }
+    if wants(Part::Desk) {
+        let desk = lantern_desk::Desk::build(config.clone()).await.context("starting lantern-desk")?.with_reloads(reloader.subscribe());
+        tracing::info!(listen = %desk.local_addr(), "lantern-desk started");
+        tasks.spawn(desk.run(shutdown.clone()));
+    }
+    tracing::info!("lantern started; Ctrl-C stops it");
+    if tasks.is_empty() {
+        // Only the broker: run until stopped.
+        wait_for_signal().await;
+        return Ok(());
+    }
 
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -100,10 +100,3 @@ fn nothing_changes_until_the_batch_is_applied() {
     assert!(s.window_counts(T0).iter().all(|c| c.3 == 0), "a failed commit must leave no trace");
     assert!(!s.known("a"));
 }
-
-#[test]
-fn mental_health_flags_are_read_from_their_message() {
-    let msg = br#"{"kind":"mental_health","call_id":"c9","occurred_at":"2026-11-23T21:14:03+00:00","status":"raised"}"#;
-    assert_eq!(mental_health_flag(msg).map(|m| m.0), Some("c9".to_string()));
-    assert!(mental_health_flag(br#"{"kind":"repeat_caller","call_id":"c9","occurred_at":"2026-11-23T21:14:03+00:00"}"#).is_none());
-}

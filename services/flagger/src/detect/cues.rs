@@ -3,6 +3,7 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use lantern_shared::config::{MentalHealthConfig, Severity};
+use lantern_shared::flag::{CueReason, CueSource};
 use lantern_shared::lexicon::{fold, fold_char, is_word_char};
 use std::collections::HashSet;
 
@@ -37,17 +38,8 @@ struct Cue {
     severity: Severity,
 }
 
-/// One cue found in a text.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct CueHit {
-    pub category: String,
-    pub cue: String,
-    pub severity: &'static str,
-    pub negated: bool,
-    pub snippet: String,
-    #[serde(skip)]
-    pub level: Severity,
-}
+/// One cue found in a text: a mental-health reason of SPEC section 5.
+pub type CueHit = CueReason;
 
 /// The compiled lexicon.
 pub struct Lexicon {
@@ -209,10 +201,12 @@ impl Lexicon {
             let hit = CueHit {
                 category: cue.category.clone(),
                 cue: phrase.text.clone(),
-                severity: cue.severity.as_str(),
+                severity: cue.severity,
                 negated,
                 snippet: snippet(notes, origin[start], origin.get(end).copied().unwrap_or(notes.len())),
-                level: cue.severity,
+                source: CueSource::Lexicon,
+                score: None,
+                terms: Vec::new(),
             };
             match slot {
                 Some(i) => best[i].1 = hit,
@@ -222,7 +216,7 @@ impl Lexicon {
         best.sort_by_key(|(p, _)| *p);
         let mut hits: Vec<CueHit> = best.into_iter().map(|(_, h)| h).collect();
         // Most severe first, then as written.
-        hits.sort_by(|a, b| b.level.cmp(&a.level).then(a.negated.cmp(&b.negated)));
+        hits.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.negated.cmp(&b.negated)));
         hits
     }
 
@@ -265,10 +259,12 @@ fn code_hit(category: &str, code: &str) -> CueHit {
     CueHit {
         category: category.into(),
         cue: code.into(),
-        severity: Severity::Medium.as_str(),
+        severity: Severity::Medium,
         negated: false,
         snippet: format!("{} {code}", category.replace('_', " ")),
-        level: Severity::Medium,
+        source: CueSource::Incident,
+        score: None,
+        terms: Vec::new(),
     }
 }
 
@@ -285,24 +281,25 @@ fn fold_with_origin(text: &str) -> (String, Vec<usize>) {
     (folded, origin)
 }
 
-/// Up to [`SNIPPET_CHARS`] characters of the original note around `[start, end)`.
-fn snippet(text: &str, start: usize, end: usize) -> String {
-    let total: usize = SNIPPET_CHARS;
-    let match_chars = text[start..end].chars().count();
-    let room = total.saturating_sub(match_chars) / 2;
-    let before: Vec<(usize, char)> = text[..start].char_indices().collect();
-    let from = if before.len() > room { before[before.len() - room].0 } else { 0 };
-    let mut to = end;
-    for (n, (i, c)) in text[end..].char_indices().enumerate() {
-        if n >= room {
-            break;
-        }
-        to = end + i + c.len_utf8();
-    }
-    // A number typed into the notes never reaches a flag.
-    let mut s: String = lantern_shared::event::mask_phone_like(&text[from..to]).split_whitespace().collect::<Vec<_>>().join(" ");
-    if s.chars().count() > total {
-        s = s.chars().take(total).collect();
+/// Up to [`SNIPPET_CHARS`] characters of the original note around the match `[start, end)`
+/// (byte offsets), whitespace runs made single spaces. Phone-like runs are masked in the whole
+/// note first, so cutting can never leave part of a number at an edge. A match longer than the
+/// snippet is cut to its first [`SNIPPET_CHARS`] characters.
+pub fn snippet(text: &str, start: usize, end: usize) -> String {
+    let start = start.min(text.len());
+    let end = end.clamp(start, text.len());
+    // Character positions of the match; offsets that are not on a character boundary round down.
+    let char_at = |byte: usize| text.char_indices().take_while(|(i, _)| *i < byte).count();
+    let (first, last) = (char_at(start), char_at(end));
+    let masked: Vec<char> = lantern_shared::mask::mask(text).chars().collect();
+    let match_chars = last - first;
+    let room = SNIPPET_CHARS.saturating_sub(match_chars);
+    let from = first.saturating_sub(room / 2);
+    let to = (last + (room - (first - from))).min(masked.len());
+    let window: String = masked[from.min(masked.len())..to.max(from).min(masked.len())].iter().collect();
+    let mut s = window.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > SNIPPET_CHARS {
+        s = s.chars().take(SNIPPET_CHARS).collect();
     }
     s
 }

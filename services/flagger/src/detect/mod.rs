@@ -5,65 +5,20 @@ pub mod cues;
 pub mod repeat;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use cues::{CueHit, Lexicon};
+use cues::Lexicon;
 use lantern_shared::config::{Config, Identity, Severity};
 use lantern_shared::event::{CallEvent, IngestContext};
-use repeat::{CallAttrs, CallFacts, FlagStatus, Observed, RepeatEngine, RuleReason, Rules};
-use serde::Serialize;
+pub use lantern_shared::flag::{CueReason, FlagKind, FlagMessage, FlagStatus, Reasons, RuleReason};
+use repeat::{CallAttrs, CallFacts, Observed, RepeatEngine, Rules};
 use std::collections::HashMap;
 
 /// How long a call's mental-health state is kept for later `updated` events.
 pub const MH_CALL_MEMORY_MS: i64 = 3 * 86_400_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FlagKind {
-    RepeatCaller,
-    MentalHealth,
-}
-
-impl FlagKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlagKind::RepeatCaller => "repeat_caller",
-            FlagKind::MentalHealth => "mental_health",
-        }
-    }
-    /// The topic below `mqtt.topic_root`: flags go to `<root>/flags/repeat-caller` and
-    /// `<root>/flags/mental-health`.
-    pub fn topic_suffix(self) -> &'static str {
-        match self {
-            FlagKind::RepeatCaller => "flags/repeat-caller",
-            FlagKind::MentalHealth => "flags/mental-health",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Reasons {
-    Rules(Vec<RuleReason>),
-    Cues(Vec<CueHit>),
-}
-
-/// A flag message as published (SPEC section 5).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A flag to publish (SPEC section 5) and what the service stores about it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Flag {
-    pub flag_id: String,
-    pub status: &'static str,
-    pub kind: FlagKind,
-    pub severity: &'static str,
-    pub call_id: String,
-    pub event_id: String,
-    pub occurred_at: String,
-    pub raised_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub updated_at: Option<String>,
-    pub channel: &'static str,
-    pub division: Option<String>,
-    pub caller_ref: Option<String>,
-    pub reasons: Reasons,
-    #[serde(skip)]
+    pub message: FlagMessage,
     pub meta: FlagMeta,
 }
 
@@ -76,12 +31,11 @@ pub struct FlagMeta {
     pub identity: Option<Identity>,
     pub t0_ms: i64,
     pub raised_ms: i64,
-    pub severity: Option<Severity>,
 }
 
 impl Flag {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+        self.message.to_json()
     }
 }
 
@@ -144,6 +98,8 @@ impl Detector {
     pub fn on_event(&mut self, ev: &CallEvent, new_call: bool, now: DateTime<Utc>, ids: &mut dyn FnMut() -> u128) -> Detection {
         let now_ms = now.timestamp_millis();
         let mut out = Detection::default();
+        // The scan changes nothing, so a failure inside it leaves no state half-changed.
+        let hits = self.scan_mental_health(ev);
         if new_call {
             let facts = CallFacts {
                 occurred_ms: ev.occurred_ms(),
@@ -154,41 +110,48 @@ impl Detector {
             out.counted = self.repeat.observe(&facts, now_ms, ids);
             for hit in &out.counted.hits {
                 out.flags.push(Flag {
-                    flag_id: uuid_string(hit.flag_id),
-                    status: hit.status.as_str(),
-                    kind: FlagKind::RepeatCaller,
-                    severity: hit.severity.as_str(),
-                    call_id: ev.call_id.clone(),
-                    event_id: ev.event_id.clone(),
-                    occurred_at: ev.occurred_at.to_rfc3339(),
-                    raised_at: fmt_ms(hit.raised_ms),
-                    updated_at: (hit.status == FlagStatus::Updated).then(|| fmt_ms(now_ms)),
-                    channel: ev.channel.as_str(),
-                    division: ev.division.clone(),
-                    caller_ref: Some(hit.caller_ref.to_string()),
-                    reasons: Reasons::Rules(hit.reasons.clone()),
+                    message: FlagMessage {
+                        flag_id: uuid_string(hit.flag_id),
+                        status: hit.status,
+                        kind: FlagKind::RepeatCaller,
+                        severity: hit.severity,
+                        call_id: ev.call_id.clone(),
+                        event_id: ev.event_id.clone(),
+                        occurred_at: ev.occurred_at.to_rfc3339(),
+                        raised_at: fmt_ms(hit.raised_ms),
+                        updated_at: (hit.status == FlagStatus::Updated).then(|| fmt_ms(now_ms)),
+                        channel: ev.channel,
+                        division: ev.division.clone(),
+                        caller_ref: Some(hit.caller_ref.to_string()),
+                        reasons: Reasons::Rules(hit.reasons.clone()),
+                        score: None,
+                    },
                     meta: FlagMeta {
                         flag_uuid: hit.flag_id,
                         raised: hit.status == FlagStatus::Raised,
                         identity: Some(hit.identity),
                         t0_ms: hit.t0_ms,
                         raised_ms: hit.raised_ms,
-                        severity: Some(hit.severity),
                     },
                 });
             }
         }
-        if let Some(flag) = self.mental_health(ev, now_ms, ids) {
+        if let Some(flag) = self.mental_health(ev, hits, now_ms, ids) {
             out.flags.push(flag);
         }
         out
     }
 
-    fn mental_health(&mut self, ev: &CallEvent, now_ms: i64, ids: &mut dyn FnMut() -> u128) -> Option<Flag> {
+    /// Every mental-health cue in an event's notes and incident codes.
+    fn scan_mental_health(&self, ev: &CallEvent) -> Vec<CueReason> {
         let mut hits = ev.notes.as_deref().map(|n| self.lexicon.scan(n)).unwrap_or_default();
         hits.extend(self.lexicon.incident_hits(ev.incident.kind.as_deref(), &ev.incident.qualifiers));
-        let severity = hits.iter().filter(|h| !h.negated && h.level > Severity::Info).map(|h| h.level).max()?;
-        hits.sort_by(|a, b| b.level.cmp(&a.level).then(a.negated.cmp(&b.negated)));
+        hits
+    }
+
+    fn mental_health(&mut self, ev: &CallEvent, mut hits: Vec<CueReason>, now_ms: i64, ids: &mut dyn FnMut() -> u128) -> Option<Flag> {
+        let severity = hits.iter().filter(|h| !h.negated && h.severity > Severity::Info).map(|h| h.severity).max()?;
+        hits.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.negated.cmp(&b.negated)));
         let (status, state) = match self.mh_calls.get(&ev.call_id) {
             None => {
                 let s = MhState { flag_id: ids(), severity, raised_ms: now_ms, occurred_ms: ev.occurred_ms() };
@@ -199,28 +162,35 @@ impl Detector {
         };
         self.mh_calls.insert(ev.call_id.clone(), state);
         Some(Flag {
-            flag_id: uuid_string(state.flag_id),
-            status: status.as_str(),
-            kind: FlagKind::MentalHealth,
-            severity: severity.as_str(),
-            call_id: ev.call_id.clone(),
-            event_id: ev.event_id.clone(),
-            occurred_at: ev.occurred_at.to_rfc3339(),
-            raised_at: fmt_ms(state.raised_ms),
-            updated_at: (status == FlagStatus::Updated).then(|| fmt_ms(now_ms)),
-            channel: ev.channel.as_str(),
-            division: ev.division.clone(),
-            caller_ref: ev.caller.phone.or(ev.caller.address).map(|r| r.to_string()),
-            reasons: Reasons::Cues(hits),
+            message: FlagMessage {
+                flag_id: uuid_string(state.flag_id),
+                status,
+                kind: FlagKind::MentalHealth,
+                severity,
+                call_id: ev.call_id.clone(),
+                event_id: ev.event_id.clone(),
+                occurred_at: ev.occurred_at.to_rfc3339(),
+                raised_at: fmt_ms(state.raised_ms),
+                updated_at: (status == FlagStatus::Updated).then(|| fmt_ms(now_ms)),
+                channel: ev.channel,
+                division: ev.division.clone(),
+                caller_ref: ev.caller.phone.or(ev.caller.address).map(|r| r.to_string()),
+                reasons: Reasons::Cues(hits),
+                score: None,
+            },
             meta: FlagMeta {
                 flag_uuid: state.flag_id,
                 raised: status == FlagStatus::Raised,
                 identity: None,
                 t0_ms: state.occurred_ms,
                 raised_ms: state.raised_ms,
-                severity: Some(severity),
             },
         })
+    }
+
+    /// True when this call's mental-health state is held in memory.
+    pub fn knows_mental_health(&self, call_id: &str) -> bool {
+        self.mh_calls.contains_key(call_id)
     }
 
     /// Puts back a call's mental-health flag at start-up.

@@ -131,30 +131,7 @@ pub struct CallFacts {
     pub address: Option<CallerRef>,
 }
 
-/// Why a rule was met: the row of `reasons` in a repeat-caller flag.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RuleReason {
-    pub rule: String,
-    pub identity: &'static str,
-    pub window: String,
-    pub calls: u32,
-    pub min_calls: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlagStatus {
-    Raised,
-    Updated,
-}
-
-impl FlagStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlagStatus::Raised => "raised",
-            FlagStatus::Updated => "updated",
-        }
-    }
-}
+pub use lantern_shared::flag::{FlagStatus, RuleReason};
 
 /// A flag to publish for one identity at one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -291,7 +268,7 @@ impl RepeatEngine {
                     severity = severity.max(Some(rule.severity));
                     reasons.push(RuleReason {
                         rule: rule.name.clone(),
-                        identity: identity.as_str(),
+                        identity,
                         window: rule.window.to_string(),
                         calls,
                         min_calls: rule.min_calls,

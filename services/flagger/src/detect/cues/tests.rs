@@ -87,7 +87,7 @@ fn score(file: &str) -> Scores {
         let mut cols = line.splitn(3, '\t');
         let (label, severity, note) = (cols.next().unwrap_or(""), cols.next().unwrap_or(""), cols.next().unwrap_or(""));
         notes += 1;
-        let top = lexicon.scan(note).iter().filter(|h| !h.negated && h.level > Severity::Info).map(|h| h.level).max();
+        let top = lexicon.scan(note).iter().filter(|h| !h.negated && h.severity > Severity::Info).map(|h| h.severity).max();
         match (label == "1", top) {
             (true, Some(top)) => {
                 tp += 1;
@@ -157,9 +157,30 @@ const FLOOR_RECALL: f64 = 0.70;
 fn the_issue_examples_hold_with_the_shipped_lexicon() {
     let lexicon = Lexicon::new(&lantern_shared::Config::default().mental_health);
     let bridge = lexicon.scan("says he's going to jump off the bridge");
-    assert_eq!(bridge[0].level, Severity::High);
+    assert_eq!(bridge[0].severity, Severity::High);
     assert!(!bridge[0].negated);
-    assert!(lexicon.scan("driving like a maniac on the M6").iter().all(|h| h.negated || h.level == Severity::Info));
+    assert!(lexicon.scan("driving like a maniac on the M6").iter().all(|h| h.negated || h.severity == Severity::Info));
     let denies = lexicon.scan("denies thoughts of self harm");
     assert!(!denies.is_empty() && denies.iter().all(|h| h.negated));
+}
+
+#[test]
+fn a_match_longer_than_a_snippet_is_cut_not_a_panic() {
+    let l = lexicon();
+    // A wildcard whose match runs on for hundreds of letters, and a phrase with a long gap inside.
+    for note in [format!("feeling suicid{}", "a".repeat(400)), format!("wants to end{}his life", " ".repeat(300)), "suicid".repeat(3000)] {
+        for hit in l.scan(&note) {
+            assert!(hit.snippet.chars().count() <= SNIPPET_CHARS, "{} chars", hit.snippet.chars().count());
+        }
+    }
+    for (start, end) in [(0, 0), (5, 3), (0, 10_000), (9_999, 10_000), (10_001, 10_002)] {
+        assert!(snippet(&"é".repeat(5000), start, end).chars().count() <= SNIPPET_CHARS);
+    }
+}
+
+#[test]
+fn numbers_are_masked_before_the_snippet_is_cut() {
+    let note = format!("{} ring back on 07700 900123 says he will jump off the bridge", "x".repeat(120));
+    let hit = &lexicon().scan(&note)[0];
+    assert!(!hit.snippet.chars().any(|c| c.is_ascii_digit()), "no digit of the number survives at the edge: {}", hit.snippet);
 }

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `lantern_flagger::fuzzing::event` for the property this checks.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lantern_flagger::fuzzing::event(data));

@@ -1,0 +1,186 @@
+//! Masking of phone-like runs (SPEC section 2, "Masking"): the one function used wherever
+//! Lantern echoes or keeps free text.
+//!
+//! A phone-like run is a run of digits (full-width ones too) with single spaces, `-`, `.`, `/`,
+//! `_` or parentheses between groups and an optional `+` or `00` prefix, nine or more digits in
+//! all, that the phone-number library reads as a possible number for the default region or in
+//! international form. Dates, times, crime references and identifiers such as
+//! `LC-20261123-004211` stay. Each digit of a run becomes `#`, so the text keeps its length in
+//! characters and masking can run before any cutting.
+
+use phonenumber::country;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+static REGION: OnceLock<country::Id> = OnceLock::new();
+
+/// Sets the default region (`ingest.default_region`) for the whole process, once, at start-up;
+/// `GB` until then. A later call changes nothing.
+pub fn set_default_region(region: &str) {
+    if let Ok(id) = region.to_ascii_uppercase().parse::<country::Id>() {
+        let _ = REGION.set(id);
+    }
+}
+
+fn region() -> country::Id {
+    REGION.get().copied().unwrap_or(country::Id::GB)
+}
+
+/// The value of a digit, ASCII or full-width.
+fn digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + '0' as u32),
+        _ => None,
+    }
+}
+
+fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '/' | '_' | '\u{00A0}')
+}
+
+/// The character ranges `[start, end)` of every phone-like run in `chars`.
+pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let opens = (c == '+' || c == '(') && chars.get(i + 1).and_then(|n| digit(*n)).is_some();
+        if digit(c).is_none() && !opens {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits = String::new();
+        let plus = c == '+';
+        let mut j = i + usize::from(opens);
+        let mut end = j;
+        let mut open_paren = c == '(';
+        loop {
+            // A group of digits.
+            let group_start = j;
+            while let Some(d) = chars.get(j).and_then(|c| digit(*c)) {
+                digits.push(d);
+                j += 1;
+            }
+            if j == group_start {
+                break;
+            }
+            end = j;
+            // Then one separator (with a parenthesis beside it at most) before the next group.
+            let mut k = j;
+            let mut seps = 0;
+            let mut parens = 0;
+            while let Some(&s) = chars.get(k) {
+                if s == ')' && open_paren && parens == 0 {
+                    open_paren = false;
+                    parens += 1;
+                    end = k + 1;
+                } else if s == '(' && parens == 0 && !open_paren {
+                    open_paren = true;
+                    parens += 1;
+                } else if is_separator(s) && seps == 0 {
+                    seps += 1;
+                } else {
+                    break;
+                }
+                k += 1;
+            }
+            if k == j || chars.get(k).and_then(|c| digit(*c)).is_none() {
+                break;
+            }
+            j = k;
+        }
+        if digits.len() >= 9 && possible(plus, &digits) {
+            out.push((start, end));
+            i = end;
+        } else {
+            i = end.max(i + 1);
+        }
+    }
+    out
+}
+
+/// Whether the library reads these digits as a possible number: in international form after a
+/// `+` or `00`, or for the default region.
+fn possible(plus: bool, digits: &str) -> bool {
+    let check = |country: Option<country::Id>, text: String| {
+        // The library is not ours: a panic inside it counts as "possible", so the text is masked.
+        std::panic::catch_unwind(|| {
+            phonenumber::parse(country, &text).is_ok_and(|n| {
+                let len = n.national().to_string().len() as u16;
+                // Every region sharing the calling code (+44: GB, GG, IM, JE): a number in a
+                // range no region has assigned yet is still possible if its length is.
+                let regions = phonenumber::metadata::DATABASE.by_code(&n.code().value()).unwrap_or_default();
+                regions.into_iter().any(|m| {
+                    let d = m.descriptors();
+                    let kinds = [
+                        d.fixed_line(),
+                        d.mobile(),
+                        d.toll_free(),
+                        d.premium_rate(),
+                        d.shared_cost(),
+                        d.personal_number(),
+                        d.voip(),
+                        d.pager(),
+                        d.uan(),
+                        d.voicemail(),
+                    ];
+                    std::iter::once(d.general())
+                        .chain(kinds.into_iter().flatten())
+                        .any(|k| k.possible_length().contains(&len) || k.possible_local_length().contains(&len))
+                })
+            })
+        })
+        .unwrap_or(true)
+    };
+    if plus {
+        return check(None, format!("+{digits}"));
+    }
+    if let Some(rest) = digits.strip_prefix("00") {
+        if check(None, format!("+{rest}")) {
+            return true;
+        }
+    }
+    check(Some(region()), digits.to_string())
+}
+
+/// `text` with every digit of every phone-like run replaced by `#`.
+pub fn mask(text: &str) -> String {
+    // Fast path: fewer than nine digits cannot hold a run.
+    if text.chars().filter(|c| digit(*c).is_some()).count() < 9 {
+        return text.to_string();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    for (start, end) in phone_like_runs(&chars) {
+        for c in &mut chars[start..end] {
+            if digit(*c).is_some() {
+                *c = '#';
+            }
+        }
+    }
+    chars.into_iter().collect()
+}
+
+/// A JSON value with every string, every object key and every number masked: a number that
+/// holds a phone-like run becomes a string of its masked text.
+pub fn mask_json(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(mask(&s)),
+        Value::Number(n) => {
+            let text = n.to_string();
+            let masked = mask(&text);
+            if masked == text {
+                Value::Number(n)
+            } else {
+                Value::String(masked)
+            }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(mask_json).collect()),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (mask(&k), mask_json(v))).collect()),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;
