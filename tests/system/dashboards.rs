@@ -143,6 +143,12 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
                 let base = desk.url(&format!("/api/flags/{id}"));
                 let _ = nurse.post(format!("{base}/acknowledge")).basic_auth("nurse", Some("nurse-pass")).body("{}").send().await;
                 let _ = nurse
+                    .post(format!("{base}/feedback"))
+                    .basic_auth("nurse", Some("nurse-pass"))
+                    .body(r#"{"verdict":"useful"}"#)
+                    .send()
+                    .await;
+                let _ = nurse
                     .post(format!("{base}/outcome"))
                     .basic_auth("nurse", Some("nurse-pass"))
                     .body(r#"{"outcome":"s136_avoided"}"#)
@@ -178,6 +184,6 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus() {
     flagger.stop().await;
     demand.stop().await;
     desk.stop().await;
-    assert!(checked >= 19, "only {checked} queries checked");
+    assert!(checked >= 20, "only {checked} queries checked");
     assert!(empty.is_empty(), "panels with no data:\n{}", empty.join("\n"));
 }

@@ -345,3 +345,55 @@ async fn a_restarted_desk_shows_what_it_had_and_what_was_raised_while_it_was_dow
     assert_eq!(one["status"], "acknowledged", "state from before the restart is kept");
     d.finish().await;
 }
+
+async fn feedback_is_stored_audited_and_counted_on(backend: &str) {
+    let d = setup(backend).await;
+    let flag = d.flag(3, "neighbour says he is stood on the parapet of the railway bridge saying he will jump").await;
+    let id = flag["flag_id"].as_str().expect("id").to_string();
+    let path = format!("/api/flags/{id}/feedback");
+    // A verdict a nurse cannot give, a role that may not give one, a flag that does not exist.
+    assert_eq!(status_and_error(d.post("nurse", &path, r#"{"verdict": "brilliant"}"#).await).await.0, 400);
+    assert_eq!(status_and_error(d.post("nurse", &path, "not json").await).await.0, 400);
+    assert_eq!(status_and_error(d.post("inspector", &path, r#"{"verdict": "useful"}"#).await).await.0, 403);
+    let missing = "/api/flags/0193f3c2-8a1e-7b4c-9d2e-5f6a7b8c9d0e/feedback";
+    assert_eq!(status_and_error(d.post("nurse", missing, r#"{"verdict": "useful"}"#).await).await.0, 404);
+    // One verdict per nurse per flag: the last one counts.
+    let first = d.post("nurse", &path, r#"{"verdict": "not_useful", "note": "rang back on 07700 900123, he is fine"}"#).await;
+    assert_eq!(first.status().as_u16(), 200);
+    let stored: Value = first.json().await.expect("json");
+    assert!(!stored["note"].as_str().unwrap_or("").contains("900123"), "the note is masked: {stored}");
+    assert_eq!(d.post("nurse", &path, r#"{"verdict": "useful"}"#).await.status().as_u16(), 200);
+    let db = lantern_shared::store::Db::connect(&d.db.url).await.expect("db");
+    let q = "SELECT verdict FROM desk_feedback WHERE flag_id = $1";
+    let verdicts: Vec<String> = lantern_shared::with_db!(&db, |pool| sqlx::query_scalar(q).bind(&id).fetch_all(pool).await).expect("rows");
+    assert_eq!(verdicts, ["useful"]);
+    db.close().await;
+    let audit: Value = d.get("admin", "/api/audit").await.json().await.expect("json");
+    let actions: Vec<&str> =
+        audit.as_array().expect("list").iter().filter(|e| e["target"] == id.as_str()).filter_map(|e| e["action"].as_str()).collect();
+    assert!(actions.contains(&"feedback:not_useful") && actions.contains(&"feedback:useful"), "{actions:?}");
+    assert_eq!(d.desk.metric("lantern_flag_feedback_total{kind=\"mental_health\",verdict=\"useful\"}").await, 1.0);
+    assert_eq!(d.desk.metric("lantern_flag_feedback_total{kind=\"mental_health\",verdict=\"not_useful\"}").await, 1.0);
+    // The verdicts go out as labelled notes for the next training round, masked.
+    let mut out = Vec::new();
+    let db = lantern_shared::store::Db::connect(&d.db.url).await.expect("db");
+    assert_eq!(lantern_desk::feedback::export(&db, &mut out).await.expect("export"), 1);
+    db.close().await;
+    let line: Value = serde_json::from_slice(out.trim_ascii()).expect("one JSON line");
+    assert_eq!((line["mh"].clone(), line["verdict"].clone()), (Value::Bool(true), Value::from("useful")));
+    assert!(line["notes"].as_str().is_some_and(|n| n.contains("parapet")), "{line}");
+    // The verdict in force counts once for the flag's category, for precision by category.
+    let body = reqwest::get(d.desk.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(
+        body.lines().any(|l| l.starts_with("lantern_flag_feedback_verdicts{") && l.contains("verdict=\"useful\"") && l.ends_with(" 1")),
+        "{body}"
+    );
+    d.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nurses_feedback_on_a_flag_is_stored_audited_and_counted() {
+    for backend in backends() {
+        feedback_is_stored_audited_and_counted_on(backend).await;
+    }
+}

@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/flags/{flag_id}", get(one_flag))
         .route("/api/flags/{flag_id}/acknowledge", post(acknowledge))
         .route("/api/flags/{flag_id}/outcome", post(outcome))
+        .route("/api/flags/{flag_id}/feedback", post(feedback))
         .route("/api/callers/top", get(top_callers))
         .route("/api/callers/{caller_ref}", get(caller))
         .route("/api/audit", get(audit))
@@ -77,6 +78,7 @@ async fn audit_log(state: &AppState, user: &User, action: &str, target: &str, re
 enum Change<'a> {
     Acknowledge,
     Outcome { outcome: &'a str, note: &'a str },
+    Feedback { verdict: &'a str, note: &'a str },
 }
 
 /// Applies a change to a flag, with its audit entry and its live-stream update, in one
@@ -93,9 +95,12 @@ async fn change_flag(state: &AppState, user: &User, flag_id: &str, change: Chang
             format!("outcome:{outcome}"),
             json!({"flag_id": flag_id, "status": "closed", "outcome": outcome, "by": user.name, "at": iso(Some(now))}),
         ),
+        // Feedback is not shown on other pages' live streams.
+        Change::Feedback { verdict, .. } => (format!("feedback:{verdict}"), Value::Null),
     };
     let key = format!("{flag_id}:status:{}", uuid_like());
     let mut seq = None;
+    let mut changed_any = false;
     macro_rules! body {
         ($pool:expr, $lock:expr) => {{
             let mut tx = $pool.begin().await?;
@@ -124,6 +129,19 @@ async fn change_flag(state: &AppState, user: &User, flag_id: &str, change: Chang
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
+                // One verdict per nurse per flag: the last one counts.
+                Change::Feedback { verdict, note } => sqlx::query(
+                    "INSERT INTO desk_feedback (flag_id, user_name, verdict, note, at_ms) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (flag_id, user_name) DO UPDATE SET verdict = excluded.verdict, note = excluded.note, at_ms = excluded.at_ms",
+                )
+                .bind(flag_id)
+                .bind(&user.name)
+                .bind(*verdict)
+                .bind(*note)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
             };
             if changed > 0 {
                 sqlx::query("INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -135,17 +153,20 @@ async fn change_flag(state: &AppState, user: &User, flag_id: &str, change: Chang
                     .bind(None::<String>)
                     .execute(&mut *tx)
                     .await?;
-                let s: i64 = sqlx::query_scalar(
-                    "INSERT INTO desk_updates (flag_id, event, message_key, payload, received_ms) VALUES ($1, 'status', $2, $3, $4) RETURNING seq",
-                )
-                .bind(flag_id)
-                .bind(&key)
-                .bind(update.to_string())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
-                seq = Some(s);
+                if !update.is_null() {
+                    let s: i64 = sqlx::query_scalar(
+                        "INSERT INTO desk_updates (flag_id, event, message_key, payload, received_ms) VALUES ($1, 'status', $2, $3, $4) RETURNING seq",
+                    )
+                    .bind(flag_id)
+                    .bind(&key)
+                    .bind(update.to_string())
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    seq = Some(s);
+                }
                 tx.commit().await?;
+                changed_any = true;
             }
         }};
     }
@@ -153,10 +174,13 @@ async fn change_flag(state: &AppState, user: &User, flag_id: &str, change: Chang
         lantern_shared::store::Db::Sqlite(pool) => body!(pool, false),
         lantern_shared::store::Db::Postgres(pool) => body!(pool, true),
     }
-    let Some(seq) = seq else { return Ok(false) };
-    let _ = state.updates.send(seq);
-    let _ = crate::metrics::refresh(state).await;
-    Ok(true)
+    if let Some(seq) = seq {
+        let _ = state.updates.send(seq);
+    }
+    if changed_any {
+        let _ = crate::metrics::refresh(state).await;
+    }
+    Ok(changed_any)
 }
 
 fn uuid_like() -> String {
@@ -353,6 +377,40 @@ async fn outcome(
     }
     let row = load_flag(&state, &flag_id).await?;
     Ok(Json(flag_json(row)))
+}
+
+pub const VERDICTS: [&str; 3] = ["useful", "not_useful", "wrong_person"];
+
+#[derive(Deserialize)]
+struct FeedbackBody {
+    verdict: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// A nurse's verdict on a flag: one per nurse per flag, the last one counts; audited, counted.
+async fn feedback(
+    State(state): State<AppState>,
+    user: User,
+    Path(flag_id): Path<String>,
+    JsonBody(body): JsonBody<FeedbackBody>,
+) -> Result<Json<Value>, ApiError> {
+    user.require(&[Role::Nurse])?;
+    if !VERDICTS.contains(&body.verdict.as_str()) {
+        return Err(ApiError::BadRequest(format!("verdict `{}` must be one of {}", body.verdict, VERDICTS.join(", "))));
+    }
+    let note = lantern_shared::mask::mask(body.note.as_deref().unwrap_or_default());
+    if note.len() > 4000 {
+        return Err(ApiError::BadRequest("note is over 4000 characters".into()));
+    }
+    let row = load_flag(&state, &flag_id).await?;
+    let now = state.clock.now_ms();
+    change_flag(&state, &user, &flag_id, Change::Feedback { verdict: &body.verdict, note: &note }, now).await?;
+    state.metrics.feedback.with_label_values(&[&row.kind, &body.verdict]).inc();
+    if let Err(e) = crate::metrics::refresh_feedback(&state).await {
+        tracing::warn!(error = %e, "could not count feedback for the dashboard");
+    }
+    Ok(Json(json!({"flag_id": flag_id, "by": user.name, "verdict": body.verdict, "note": note, "at": iso(Some(now))})))
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod feedback;
 mod ingest;
 mod metrics;
 mod page;
@@ -87,6 +88,7 @@ impl Desk {
             clock,
         }));
         metrics::refresh(&state).await.context("desk metrics from the database")?;
+        metrics::refresh_feedback(&state).await.context("desk feedback metrics from the database")?;
         if config.desk.users.is_empty() {
             tracing::warn!("no [[desk.users]] in config: nobody can sign in to the desk (make one with `lantern hash-password`)");
         }
@@ -176,6 +178,7 @@ impl BatchConsumer for Desk {
 
     async fn tick(&mut self, _out: &Publisher) {
         let _ = metrics::refresh(&self.state).await;
+        let _ = metrics::refresh_feedback(&self.state).await;
     }
 
     fn now(&self) -> chrono::DateTime<chrono::Utc> {

@@ -20,6 +20,11 @@ pub struct DeskMetrics {
     pub config_reloads: IntCounterVec,
     pub config_info: ConfigInfo,
     pub flags_rejected: IntCounterVec,
+    pub feedback: IntCounterVec,
+    /// Verdicts in force (the last per nurse per flag), by what raised the flag: each rule of a
+    /// repeat-caller flag, each cue category of a mental-health flag. Precision by rule or
+    /// category is useful / all.
+    pub feedback_by_reason: IntGaugeVec,
 }
 
 impl DeskMetrics {
@@ -78,6 +83,25 @@ impl DeskMetrics {
             config_reloads: ServiceMetrics::config_reloads(registry),
             config_info: info,
             flags_rejected: telemetry::flag_messages_rejected(registry),
+            feedback: {
+                let c = telemetry::counter_vec(
+                    registry,
+                    "lantern_flag_feedback_total",
+                    "Nurses' verdicts on flags, by kind and verdict.",
+                    &["kind", "verdict"],
+                );
+                for k in KINDS {
+                    for v in crate::api::VERDICTS {
+                        c.with_label_values(&[k, v]);
+                    }
+                }
+                c
+            },
+            feedback_by_reason: gauge(
+                "lantern_flag_feedback_verdicts",
+                "Verdicts in force on flags, by kind, by the rule or cue category that raised the flag, and by verdict.",
+                &["kind", "reason", "verdict"],
+            ),
         }
     }
 }
@@ -96,10 +120,47 @@ pub async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
     }
     let q = "SELECT severity, MIN(raised_ms) FROM desk_flags WHERE status = 'open' GROUP BY severity";
     let rows: Vec<(String, Option<i64>)> = with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await)?;
-    let now = chrono::Utc::now().timestamp_millis();
+    let now = state.clock.now_ms();
     for s in SEVERITIES {
         let age = rows.iter().find(|r| r.0 == s).and_then(|r| r.1).map(|ms| (now - ms).max(0) / 1000).unwrap_or(0);
         m.oldest_unacknowledged.with_label_values(&[s]).set(age);
+    }
+    Ok(())
+}
+
+/// Most distinct reasons `lantern_flag_feedback_verdicts` labels; the rest count as `other`.
+const MAX_FEEDBACK_REASONS: usize = 64;
+
+/// Sets the verdicts-in-force gauge from the database: each verdict counts once for every rule
+/// (repeat callers) or cue category (mental health) among the flag's unnegated reasons.
+pub async fn refresh_feedback(state: &AppState) -> Result<(), sqlx::Error> {
+    let db = &state.db;
+    let q = "SELECT f.kind, f.payload, b.verdict FROM desk_feedback b JOIN desk_flags f ON f.flag_id = b.flag_id";
+    let rows: Vec<(String, String, String)> = with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await)?;
+    let mut counts: std::collections::BTreeMap<(String, String, String), i64> = Default::default();
+    let mut reasons_seen: std::collections::BTreeSet<String> = Default::default();
+    for (kind, payload, verdict) in rows {
+        let Ok(msg) = lantern_shared::flag::FlagMessage::parse(payload.as_bytes()) else { continue };
+        let mut names: Vec<String> = match &msg.reasons {
+            lantern_shared::flag::Reasons::Rules(r) => r.iter().map(|r| r.rule.clone()).collect(),
+            lantern_shared::flag::Reasons::Cues(c) => c.iter().filter(|c| !c.negated).map(|c| c.category.clone()).collect(),
+        };
+        names.sort();
+        names.dedup();
+        for name in names {
+            let label = if reasons_seen.contains(&name) || reasons_seen.len() < MAX_FEEDBACK_REASONS {
+                reasons_seen.insert(name.clone());
+                name
+            } else {
+                "other".to_string()
+            };
+            *counts.entry((kind.clone(), label, verdict.clone())).or_default() += 1;
+        }
+    }
+    let m = &state.metrics;
+    m.feedback_by_reason.reset();
+    for ((kind, reason, verdict), n) in counts {
+        m.feedback_by_reason.with_label_values(&[&kind, &reason, &verdict]).set(n);
     }
     Ok(())
 }

@@ -35,12 +35,24 @@ function ago(iso) {
   return `${Math.floor(s / 86400)} days ago`;
 }
 
+// What raised a mental-health reason, in plain words.
+const SOURCES = { lexicon: "phrase", pattern: "pattern", model: "model", incident: "incident code" };
+
 function reasonText(r) {
   if (r === null || typeof r !== "object") return String(r);
   if (r.rule !== undefined) {
     return `${r.calls} calls in ${r.window} (rule ${r.rule}, ${r.identity}, threshold ${r.min_calls})`;
   }
-  const words = `${String(r.category || "").replaceAll("_", " ")}: “${r.cue}”`;
+  const category = String(r.category || "").replaceAll("_", " ");
+  const source = SOURCES[r.source] || String(r.source || "phrase");
+  let words;
+  if (r.source === "model") {
+    const terms = Array.isArray(r.terms) && r.terms.length ? `words like: ${r.terms.join(", ")}` : "the note as a whole";
+    const score = typeof r.score === "number" ? ` (score ${r.score.toFixed(2)})` : "";
+    words = `${category} [model${score}]: ${terms}`;
+  } else {
+    words = `${category} [${source}]: “${r.cue}”`;
+  }
   return r.negated ? `${words} (negated)` : words;
 }
 
@@ -91,6 +103,14 @@ function card(f) {
   if (nurse && f.caller_ref) {
     actions.append(el("button", { class: "history", onclick: () => history(f.caller_ref) }, "Caller history"));
   }
+  if (nurse) {
+    const verdicts = [["useful", "Useful"], ["not_useful", "Not useful"], ["wrong_person", "Wrong person"]];
+    const fb = el("span", { class: "feedback", role: "group", "aria-label": "Was this flag useful?" }, "Was this flag useful? ");
+    for (const [v, t] of verdicts) {
+      fb.append(el("button", { class: `verdict ${v}`, "data-verdict": v, onclick: () => feedback(f.flag_id, v, fb) }, t));
+    }
+    actions.append(fb);
+  }
   const status = f.status === "closed" ? `closed: ${f.outcome} by ${f.closed_by}` : f.status === "acknowledged" ? `acknowledged by ${f.acknowledged_by}` : "open";
   return el("li", { class: `flag ${f.severity} ${f.status}`, "data-flag": f.flag_id, tabindex: "0" },
     el("h2", {}, el("span", { class: "sev" }, f.severity), kind, el("span", { class: "meta" }, `${f.channel || ""} ${f.division || ""}`), el("span", { class: "meta", "data-raised": f.raised_at }, ago(f.raised_at))),
@@ -116,6 +136,14 @@ async function acknowledge(id) {
 async function record(id, outcome, note) {
   try { state.flags.set(id, await api(`/api/flags/${encodeURIComponent(id)}/outcome`, { method: "POST", body: JSON.stringify({ outcome, note }) })); render(); }
   catch (e) { alert(e.message); refresh(id); }
+}
+
+async function feedback(id, verdict, box) {
+  try {
+    await api(`/api/flags/${encodeURIComponent(id)}/feedback`, { method: "POST", body: JSON.stringify({ verdict }) });
+    for (const b of box.querySelectorAll("button")) b.classList.toggle("chosen", b.getAttribute("data-verdict") === verdict);
+    box.setAttribute("data-given", verdict);
+  } catch (e) { alert(e.message); }
 }
 
 async function history(ref) {

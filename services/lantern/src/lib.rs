@@ -186,6 +186,58 @@ enum Command {
     },
     /// Print the argon2 hash of a password read from standard input, for [[desk.users]].
     HashPassword,
+    /// Mental-health detection tools.
+    Mh {
+        #[command(subcommand)]
+        command: MhCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MhCommand {
+    /// Write nurses' verdicts on mental-health flags as labelled JSON lines (masked snippets),
+    /// for the next training round of the model. The export is written to the audit log.
+    ExportFeedback {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+        /// Where to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `lantern mh export-feedback`.
+pub fn export_feedback(config_path: &Path, out: Option<&Path>) -> ExitCode {
+    let result = (|| -> anyhow::Result<usize> {
+        let config = Config::load(config_path).map_err(|p| anyhow::anyhow!("{}: {p}", config_path.display()))?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            let db = lantern_shared::store::Db::connect(&config.database.url).await?;
+            let mut sink: Box<dyn Write> = match out {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let n = lantern_desk::feedback::export(&db, &mut sink).await?;
+            sink.flush()?;
+            let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let q = "INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason) VALUES ($1, $2, 'cli', 'export_feedback', 'desk_feedback', $3)";
+            let now = chrono::Utc::now().timestamp_millis();
+            let reason = format!("{n} verdicts exported for training");
+            lantern_shared::with_db!(&db, |pool| sqlx::query(q).bind(now).bind(format!("cli:{who}")).bind(&reason).execute(pool).await.map(|_| ()))?;
+            db.close().await;
+            Ok(n)
+        })
+    })();
+    match result {
+        Ok(n) => {
+            eprintln!("{n} verdicts exported");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("export failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The `lantern` command line; `main` is only this.
@@ -199,6 +251,7 @@ pub fn cli_main() -> ExitCode {
             None => replay(&config, &events),
         },
         Command::HashPassword => hash_password(),
+        Command::Mh { command: MhCommand::ExportFeedback { config, out } } => export_feedback(&config, out.as_deref()),
         Command::Simulate { rate, duration, seed, calls_per_day, out, config } => {
             simulate::main(simulate::Args { rate, duration, seed, calls_per_day, out, config })
         }
