@@ -9,6 +9,7 @@ pub mod flag;
 pub mod http;
 pub mod lexicon;
 pub mod mask;
+pub mod mh_model;
 pub mod mqtt;
 pub mod pseudonym;
 pub mod service;

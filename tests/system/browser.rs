@@ -160,6 +160,40 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
         "the page says it is live again"
     );
 
+    // A note only the model recognises: its card says so, in words a nurse can check, and the
+    // nurse says whether the flag was useful.
+    let plain = "lock keeper reports man pacing the lock gates for over an hour staring into the water, asked staff how deep it was";
+    probe.publish(&world.topic(), call(3, "07700 900557", plain)).await;
+    let explained = || async {
+        for c in browser.find_all(Locator::Css("li.flag")).await.unwrap_or_default() {
+            if c.text().await.is_ok_and(|t| t.contains("[model") && t.contains("words like:")) {
+                return Some(c);
+            }
+        }
+        None
+    };
+    let mut card = None;
+    for _ in 0..200 {
+        card = explained().await;
+        if card.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let card = card.expect("a model flag shows the words that raised it");
+    let text = card.text().await.expect("text");
+    assert!(text.contains("score 0."), "{text}");
+    card.find(Locator::Css("button.verdict.useful")).await.expect("feedback buttons").click().await.expect("click");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            desk.metric("lantern_flag_feedback_total{kind=\"mental_health\",verdict=\"useful\"}").await == 1.0
+        })
+        .await,
+        "the verdict reached the desk"
+    );
+    let shot = browser.screenshot().await.expect("screenshot");
+    let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desk-screenshot-model.png"), shot);
+
     let _ = browser.close().await;
     desk.stop().await;
     flagger.stop().await;

@@ -96,3 +96,34 @@ fn replay_compare_shows_flags_and_callers_per_rule_under_old_and_new() {
     assert_eq!(lines[2], ["frecann-month", "1", "2", "+1", "1", "2", "+1"]);
     assert_eq!(lines[3], ["all", "repeat-caller", "rules", "2", "3", "+1", "2", "3", "+1"]);
 }
+
+#[test]
+fn replay_compare_shows_mental_health_flags_per_category_and_layer() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("key"), b"k").expect("key");
+    let without_model = write(dir.path(), "old.toml", &format!("{OLD}\n[mental_health]\nmodel = \"\"\n"));
+    let with_model = write(dir.path(), "new.toml", OLD);
+    let notes = [
+        "says he is going to jump off the bridge",
+        "lad sat on the parapet of the footbridge with his back to the road, legs over, wont talk",
+        "lock keeper reports man pacing the lock gates for over an hour staring into the water, asked staff how deep it was",
+        "two vehicle rtc on the a38, no injuries, details exchanged",
+    ];
+    let events: String = notes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("{{\"event_id\":\"m{i}\",\"call_id\":\"m{i}\",\"kind\":\"offered\",\"occurred_at\":\"2026-10-01T08:00:00+00:00\",\"channel\":\"999\",\"notes\":\"{n}\"}}\n"))
+        .collect();
+    let events = write(dir.path(), "events.jsonl", &events);
+    let report = lantern::compare_report(&with_model, &without_model, &events).expect("compare");
+    let row = |prefix: &str| -> Vec<String> {
+        let line = report.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_else(|| panic!("no `{prefix}` in\n{report}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert!(report.contains("mental-health flags: 2 old, 3 new"), "{report}");
+    assert_eq!(row("mental health raised by model")[5..], ["0", "1", "+1"], "{report}");
+    assert_eq!(row("mental health raised by lexicon")[5..], ["2", "2", "+0"], "{report}");
+    assert_eq!(row("mental health raised by pattern")[5..], ["1", "1", "+0"], "{report}");
+    assert_eq!(row("mental health category at_height_or_jumping")[4..], ["2", "2", "+0"], "{report}");
+    assert!(report.contains("mental health category heights_rail_water"), "the model's category shows: {report}");
+}

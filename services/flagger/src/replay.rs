@@ -29,6 +29,10 @@ pub struct Summary {
     pub repeat_caller_flags: u64,
     pub repeat_caller_updates: u64,
     pub mental_health_flags: u64,
+    /// Mental-health flags raised with each category among their unnegated reasons, and by
+    /// what raised them (lexicon, pattern, model, incident).
+    pub mental_health_categories: BTreeMap<String, u64>,
+    pub mental_health_sources: BTreeMap<String, u64>,
     /// Distinct callers brought to the nurses by any repeat-caller rule.
     pub repeat_callers: u64,
     pub rules: BTreeMap<String, RuleSummary>,
@@ -128,7 +132,19 @@ fn tally(summary: &mut Summary, rule_identities: &mut HashMap<String, HashSet<St
                 }
             }
         }
-        _ => summary.mental_health_flags += u64::from(m.status == FlagStatus::Raised),
+        (Reasons::Cues(cues), FlagKind::MentalHealth) if m.status == FlagStatus::Raised => {
+            summary.mental_health_flags += 1;
+            let live = || cues.iter().filter(|c| !c.negated);
+            let categories: std::collections::BTreeSet<&str> = live().map(|c| c.category.as_str()).collect();
+            for c in categories {
+                *summary.mental_health_categories.entry(c.to_string()).or_default() += 1;
+            }
+            let sources: std::collections::BTreeSet<&str> = live().map(|c| c.source.as_str()).collect();
+            for s in sources {
+                *summary.mental_health_sources.entry(s.to_string()).or_default() += 1;
+            }
+        }
+        _ => {}
     }
 }
 
@@ -183,6 +199,19 @@ pub fn compare_table(old: &Summary, new: &Summary) -> String {
         "",
     ));
     s.push_str(&format!("mental-health flags: {} old, {} new\n", old.mental_health_flags, new.mental_health_flags));
+    // Per category and per layer, so a lexicon, pattern or model change shows where it lands.
+    for (title, o, n) in [
+        ("category", &old.mental_health_categories, &new.mental_health_categories),
+        ("raised by", &old.mental_health_sources, &new.mental_health_sources),
+    ] {
+        let mut keys: Vec<&String> = o.keys().chain(n.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let (a, b) = (o.get(k).copied().unwrap_or(0), n.get(k).copied().unwrap_or(0));
+            s.push_str(&format!("  mental health {title} {k:<28} {a:>8} {b:>8} {:>+8}\n", b as i64 - a as i64));
+        }
+    }
     s
 }
 

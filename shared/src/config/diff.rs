@@ -46,6 +46,7 @@ fn label(path: &str, name: &str) -> String {
         "repeat_callers.rules" => format!("rule {name}"),
         "desk.users" => format!("user {name}"),
         "mental_health.cues" => format!("cue {name}"),
+        "mental_health.patterns" => format!("pattern {name}"),
         _ => format!("{path}[{name}]"),
     }
 }

@@ -313,7 +313,66 @@ pub struct MentalHealthConfig {
     pub negation_window: i64,
     pub incident_types: Vec<String>,
     pub qualifiers: Vec<String>,
+    /// The model file (`tools/mh/train.py` writes one). Absent: the model shipped in the binary
+    /// (the same as `config/mh-model.json`); `""`: no model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Score at or above which the model flags a note; absent: the threshold the file carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_threshold: Option<f64>,
+    /// A cue or pattern flags a note only when the model's score is at least this: below it the
+    /// model reads the note as plainly about something else ("found a strip of tablets in the
+    /// playground"). Absent: the value the model file carries (0 when it carries none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_veto: Option<f64>,
+    /// Phrases that make a cue or pattern beside them (two words either side) mean something else:
+    /// "end it with her boyfriend", "hanging baskets", "jump start".
+    pub false_friends: Vec<String>,
     pub cues: Vec<CueConfig>,
+    pub patterns: Vec<PatternConfig>,
+}
+
+/// A pattern (SPEC section 4): words of one set within a few words of words of another, such as
+/// a place of danger near a posture or movement, unless a blocking phrase is there too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatternConfig {
+    pub name: String,
+    pub category: String,
+    pub severity: Severity,
+    /// Sets of words or phrases, written as lexicon phrases (whole words, `*` ends a word).
+    pub near: Vec<Vec<String>>,
+    /// How many words apart the matches may be at most; 0 means anywhere in the note.
+    #[serde(default = "default_within")]
+    pub within: i64,
+    /// How many of the sets must match; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_sets: Option<i64>,
+    /// Phrases that cancel the pattern when they come within `block_within` words of its match
+    /// ("hanging baskets").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block: Vec<String>,
+    /// How near a blocking phrase must be to cancel; absent: `within`; 0: anywhere in the note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_within: Option<i64>,
+    /// Plain words shown to nurses; defaults to the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
+fn default_within() -> i64 {
+    4
+}
+
+impl MentalHealthConfig {
+    /// The model this section names, read and checked: `Ok(None)` when it names none.
+    pub fn load_model(&self) -> Result<Option<crate::mh_model::ModelFile>, String> {
+        match self.model.as_deref() {
+            None => crate::mh_model::ModelFile::parse(crate::mh_model::SHIPPED_MODEL).map(Some),
+            Some("") => Ok(None),
+            Some(path) => crate::mh_model::ModelFile::load(Path::new(path)).map(Some),
+        }
+    }
 }
 
 impl Default for MentalHealthConfig {
@@ -327,7 +386,12 @@ impl Default for MentalHealthConfig {
                     negation_window: 5,
                     incident_types: Vec::new(),
                     qualifiers: Vec::new(),
+                    model: None,
+                    model_threshold: None,
+                    model_veto: None,
+                    false_friends: Vec::new(),
                     cues: Vec::new(),
+                    patterns: Vec::new(),
                 })
             })
             .clone()
@@ -344,7 +408,14 @@ fn shipped_mental_health() -> Option<MentalHealthConfig> {
         negation_window: i64,
         incident_types: Vec<String>,
         qualifiers: Vec<String>,
+        // The shipped file names config/mh-model.json; the default is the same model, built in.
+        #[allow(dead_code)]
+        model: String,
+        model_threshold: Option<f64>,
+        model_veto: Option<f64>,
+        false_friends: Vec<String>,
         cues: Vec<CueConfig>,
+        patterns: Vec<PatternConfig>,
     }
     let table: toml::Table = toml::from_str(SHIPPED).ok()?;
     let s: Section = table.get("mental_health")?.clone().try_into().ok()?;
@@ -353,7 +424,12 @@ fn shipped_mental_health() -> Option<MentalHealthConfig> {
         negation_window: s.negation_window,
         incident_types: s.incident_types,
         qualifiers: s.qualifiers,
+        model: None,
+        model_threshold: s.model_threshold,
+        model_veto: s.model_veto,
+        false_friends: s.false_friends,
         cues: s.cues,
+        patterns: s.patterns,
     })
 }
 
@@ -366,6 +442,13 @@ pub struct CueConfig {
     /// Optional plain-words label shown to nurses; defaults to the category.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Phrases that cancel this group's cues when they come within `block_within` words of
+    /// one ("abseil" near "hanging from the bridge").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block: Vec<String>,
+    /// How near a blocking phrase must be; absent or 0: anywhere in the note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_within: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -427,12 +510,24 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, Problems> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Problems::one(Problem::file(format!("cannot read {}: {e}", path.display()))))?;
-        Config::from_toml(&text)
+        Config::from_toml_in(&text, path.parent())
     }
 
-    /// Parses and validates TOML text.
+    /// Parses and validates TOML text; relative file names it holds are read from the current
+    /// folder.
     pub fn from_toml(text: &str) -> Result<Config, Problems> {
-        let config = Config::parse(text)?;
+        Config::from_toml_in(text, None)
+    }
+
+    /// Parses and validates TOML text written in the folder `base`: a relative
+    /// `mental_health.model` names a file there, beside the config, wherever Lantern is started.
+    pub fn from_toml_in(text: &str, base: Option<&Path>) -> Result<Config, Problems> {
+        let mut config = Config::parse(text)?;
+        if let (Some(base), Some(model)) = (base.filter(|b| !b.as_os_str().is_empty()), config.mental_health.model.as_mut()) {
+            if !model.is_empty() && Path::new(model.as_str()).is_relative() {
+                *model = base.join(model.as_str()).display().to_string();
+            }
+        }
         let problems = config.validate();
         if problems.is_empty() {
             Ok(config)
@@ -563,6 +658,74 @@ impl Config {
                     err(format!("mental_health.cues[{i}].phrases[{j}]"), why);
                 }
             }
+            for (j, phrase) in cue.block.iter().enumerate() {
+                if let Err(why) = crate::lexicon::check_phrase(phrase) {
+                    err(format!("mental_health.cues[{i}].block[{j}]"), why);
+                }
+            }
+            if let Some(b) = cue.block_within {
+                if !(0..=50).contains(&b) {
+                    err(
+                        format!("mental_health.cues[{i}].block_within"),
+                        format!("is {b}; it must be between 0 (anywhere in the note) and 50 words"),
+                    );
+                }
+            }
+        }
+        let mut pattern_names = BTreeSet::new();
+        for (i, pat) in mh.patterns.iter().enumerate() {
+            let key = |field: &str| format!("mental_health.patterns[{i}].{field}");
+            if pat.name.trim().is_empty() {
+                err(key("name"), "every pattern needs a name".into());
+            } else if !pattern_names.insert(pat.name.as_str()) {
+                err(key("name"), format!("`{}` is used by two patterns; names must be unique", pat.name));
+            }
+            if pat.category.trim().is_empty() {
+                err(key("category"), "every pattern needs a category".into());
+            }
+            if pat.near.is_empty() || pat.near.iter().any(Vec::is_empty) {
+                err(key("near"), "needs one or more sets, each with at least one word or phrase".into());
+            }
+            for (j, set) in pat.near.iter().enumerate() {
+                for (k, phrase) in set.iter().enumerate() {
+                    if let Err(why) = crate::lexicon::check_phrase(phrase) {
+                        err(format!("mental_health.patterns[{i}].near[{j}][{k}]"), why);
+                    }
+                }
+            }
+            for (j, phrase) in pat.block.iter().enumerate() {
+                if let Err(why) = crate::lexicon::check_phrase(phrase) {
+                    err(format!("mental_health.patterns[{i}].block[{j}]"), why);
+                }
+            }
+            if !(0..=50).contains(&pat.within) {
+                err(key("within"), format!("is {}; it must be between 0 (anywhere in the note) and 50 words", pat.within));
+            }
+            if let Some(b) = pat.block_within {
+                if !(0..=50).contains(&b) {
+                    err(key("block_within"), format!("is {b}; it must be between 0 (anywhere in the note) and 50 words"));
+                }
+            }
+            if let Some(k) = pat.min_sets {
+                if k < 1 || k as usize > pat.near.len() {
+                    err(key("min_sets"), format!("is {k}; it must be between 1 and the number of sets ({})", pat.near.len()));
+                }
+            }
+        }
+        for (i, phrase) in mh.false_friends.iter().enumerate() {
+            if let Err(why) = crate::lexicon::check_phrase(phrase) {
+                err(format!("mental_health.false_friends[{i}]"), why);
+            }
+        }
+        for (key, value) in [("model_threshold", mh.model_threshold), ("model_veto", mh.model_veto)] {
+            if let Some(t) = value {
+                if !(0.0..1.0).contains(&t) {
+                    err(format!("mental_health.{key}"), format!("is {t}; it must be from 0 up to 1"));
+                }
+            }
+        }
+        if let Err(why) = mh.load_model() {
+            err("mental_health.model".into(), why);
         }
 
         let mut users = BTreeSet::new();

@@ -139,13 +139,28 @@ pub(super) fn unknown_keys(table: &toml::Table) -> Vec<Problem> {
         ("flagger", &["listen"]),
         ("demand", &["listen", "windows", "max_divisions"]),
         ("repeat_callers", &["cooldown", "exclude_numbers", "exclude_addresses", "merge_within", "rules"]),
-        ("mental_health", &["negation_terms", "negation_window", "incident_types", "qualifiers", "cues"]),
+        (
+            "mental_health",
+            &[
+                "negation_terms",
+                "negation_window",
+                "incident_types",
+                "qualifiers",
+                "model",
+                "model_threshold",
+                "model_veto",
+                "false_friends",
+                "cues",
+                "patterns",
+            ],
+        ),
         ("desk", &["listen", "users", "unit_savings"]),
         ("retention", &["history_margin", "event_ids"]),
     ];
     const ARRAYS: &[(&str, &[&str])] = &[
         ("repeat_callers.rules", &["name", "identity", "window", "min_calls", "severity", "channels", "communal_address", "age_band"]),
-        ("mental_health.cues", &["category", "severity", "phrases", "label"]),
+        ("mental_health.cues", &["category", "severity", "phrases", "label", "block", "block_within"]),
+        ("mental_health.patterns", &["name", "category", "severity", "near", "within", "min_sets", "block", "block_within", "label"]),
         ("desk.users", &["name", "role", "password_hash"]),
     ];
     let mut out = Vec::new();

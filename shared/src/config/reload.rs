@@ -38,10 +38,14 @@ impl Reloader {
 
     /// Starts watching `path` (and SIGHUP) until `stop` is cancelled.
     pub fn start(path: PathBuf, initial: Config, stop: CancellationToken) -> Reloader {
+        // The model file reloads too when it sits beside the config (as the shipped one does).
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let model = initial.mental_health.model.as_deref().filter(|m| !m.is_empty()).map(PathBuf::from);
+        let extra = model.filter(|m| m.parent().is_some_and(|p| same_dir(p, dir))).and_then(|m| m.file_name().map(|n| n.to_os_string()));
         let initial = InForce::new(initial, &path);
         let (tx, _) = broadcast::channel(64);
         let (trigger, mut triggers) = mpsc::unbounded_channel::<&'static str>();
-        let watcher = watch_dir(&path, trigger.clone());
+        let watcher = watch_dir(&path, extra, trigger.clone());
         #[cfg(unix)]
         {
             let t = trigger.clone();
@@ -142,14 +146,29 @@ pub fn reload_once(path: &Path, in_force: &mut InForce, cause: &str) -> Reload {
     }
 }
 
-fn watch_dir(path: &Path, trigger: mpsc::UnboundedSender<&'static str>) -> Option<notify::RecommendedWatcher> {
+/// True when two folder names point at the same folder.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn watch_dir(
+    path: &Path,
+    extra: Option<std::ffi::OsString>,
+    trigger: mpsc::UnboundedSender<&'static str>,
+) -> Option<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
     let name = path.file_name()?.to_os_string();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            let relevant = matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
-                && ev.paths.iter().any(|p| p.file_name() == Some(name.as_os_str()));
+            let watched =
+                |p: &std::path::PathBuf| p.file_name() == Some(name.as_os_str()) || (extra.is_some() && p.file_name() == extra.as_deref());
+            let relevant =
+                matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) && ev.paths.iter().any(watched);
             if relevant {
                 let _ = trigger.send("file change");
             }

@@ -1,15 +1,22 @@
 use super::*;
 
+/// The shipped file as `Config::load` reads it: its model file beside it.
+fn shipped_file() -> Result<Config, Problems> {
+    Config::from_toml_in(SHIPPED, Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")))
+}
+
 #[test]
 fn the_shipped_file_is_valid_and_holds_the_frecann_defaults() {
-    let c = Config::from_toml(SHIPPED).unwrap_or_else(|p| panic!("{p}"));
+    let c = shipped_file().unwrap_or_else(|p| panic!("{p}"));
     let names: Vec<&str> = c.repeat_callers.rules.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["frecann-month", "frecann-quarter", "communal-month", "young-person", "acute-day"]);
     assert_eq!(c.repeat_callers.rules, RepeatCallersConfig::default().rules);
     assert_eq!(c.longest_window(), Span::from_days(180));
     // The shipped lexicon is the default for files without one.
     assert!(c.mental_health.cues.len() >= 10);
-    assert_eq!(Config::default().mental_health, c.mental_health);
+    let mut shipped_mh = c.mental_health.clone();
+    assert!(shipped_mh.model.take().is_some_and(|m| m.ends_with("mh-model.json")), "the shipped file names its model");
+    assert_eq!(Config::default().mental_health, shipped_mh, "the default is the shipped file, model built in");
 }
 
 #[test]
@@ -103,7 +110,7 @@ mod reloading {
     use super::*;
 
     fn shipped() -> Config {
-        Config::from_toml(SHIPPED).unwrap()
+        shipped_file().unwrap()
     }
 
     #[test]
@@ -113,7 +120,7 @@ mod reloading {
             .replacen("min_calls = 5", "min_calls = 4", 1)
             .replace("cooldown = \"30d\"", "cooldown = \"14d\"")
             .replace("url = \"sqlite://data/lantern.db\"", "url = \"sqlite://data/other.db\"");
-        let new = Config::from_toml(&new_text).unwrap();
+        let new = Config::from_toml_in(&new_text, Some(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../config"))).unwrap();
         let lines: Vec<String> =
             diff(&old, &new).into_iter().map(|c| format!("{}{}", c.text, if c.needs_restart { " [restart]" } else { "" })).collect();
         assert_eq!(
@@ -147,7 +154,7 @@ mod reloading {
         let dir = tempfile_dir();
         let path = dir.join("lantern.toml");
         std::fs::write(&path, SHIPPED).unwrap();
-        let mut current = InForce::new(shipped(), &path);
+        let mut current = InForce::new(Config::load(&path).unwrap(), &path);
         let before = current.clone();
         let bad: Vec<(&str, Vec<u8>)> = vec![
             ("truncated", SHIPPED.as_bytes()[..SHIPPED.len() / 3].to_vec()),
@@ -175,7 +182,7 @@ mod reloading {
         let dir = tempfile_dir();
         let path = dir.join("lantern.toml");
         std::fs::write(&path, SHIPPED).unwrap();
-        let mut current = InForce::new(shipped(), &path);
+        let mut current = InForce::new(Config::load(&path).unwrap(), &path);
         std::fs::write(&path, SHIPPED.replace("127.0.0.1:9101", "127.0.0.1:9999").replacen("min_calls = 5", "min_calls = 4", 1)).unwrap();
         match reload_once(&path, &mut current, "test") {
             Reload::Applied { config, changes, .. } => {
@@ -187,8 +194,11 @@ mod reloading {
         }
     }
 
+    /// A folder of the test's own, holding the shipped model as the shipped config expects.
     fn tempfile_dir() -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("lantern-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("mh-model.json"), crate::mh_model::SHIPPED_MODEL).unwrap();
         std::fs::create_dir_all(&d).unwrap();
         d
     }

@@ -2,13 +2,17 @@
 //! service, `lantern replay`, the tests and the benchmarks all run exactly this.
 
 pub mod cues;
+pub mod mental_health;
+pub mod model;
+pub mod patterns;
 pub mod repeat;
+pub mod text;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use cues::Lexicon;
 use lantern_shared::config::{Config, Identity, Severity};
 use lantern_shared::event::{CallEvent, IngestContext};
 pub use lantern_shared::flag::{CueReason, FlagKind, FlagMessage, FlagStatus, Reasons, RuleReason};
+pub use mental_health::{Assessment, MentalHealth};
 use repeat::{CallAttrs, CallFacts, Observed, RepeatEngine, Rules};
 use std::collections::HashMap;
 
@@ -68,10 +72,11 @@ pub fn new_flag_id() -> u128 {
     uuid::Uuid::now_v7().as_u128()
 }
 
-/// Repeat-caller engine and lexicon together, with each call's mental-health state.
+/// Repeat-caller engine and mental-health detection together, with each call's
+/// mental-health state.
 pub struct Detector {
     pub repeat: RepeatEngine,
-    lexicon: Lexicon,
+    mental_health: MentalHealth,
     mh_calls: HashMap<String, MhState>,
 }
 
@@ -79,19 +84,19 @@ impl Detector {
     pub fn new(config: &Config, ingest: &IngestContext) -> Detector {
         Detector {
             repeat: RepeatEngine::new(Rules::from_config(config, ingest)),
-            lexicon: Lexicon::new(&config.mental_health),
+            mental_health: MentalHealth::new(&config.mental_health),
             mh_calls: HashMap::new(),
         }
     }
 
-    /// Swaps in new rules and lexicon; the history held stays.
+    /// Swaps in new rules, lexicon, patterns and model; the history held stays.
     pub fn reload(&mut self, config: &Config, ingest: &IngestContext) {
         self.repeat.set_rules(Rules::from_config(config, ingest));
-        self.lexicon = Lexicon::new(&config.mental_health);
+        self.mental_health = MentalHealth::new(&config.mental_health);
     }
 
-    pub fn lexicon(&self) -> &Lexicon {
-        &self.lexicon
+    pub fn mental_health(&self) -> &MentalHealth {
+        &self.mental_health
     }
 
     /// Runs one valid, non-duplicate event. `new_call` is true for the first event of a call.
@@ -99,7 +104,7 @@ impl Detector {
         let now_ms = now.timestamp_millis();
         let mut out = Detection::default();
         // The scan changes nothing, so a failure inside it leaves no state half-changed.
-        let hits = self.scan_mental_health(ev);
+        let assessment = self.mental_health.assess(ev.notes.as_deref(), ev.incident.kind.as_deref(), &ev.incident.qualifiers);
         if new_call {
             let facts = CallFacts {
                 occurred_ms: ev.occurred_ms(),
@@ -136,22 +141,15 @@ impl Detector {
                 });
             }
         }
-        if let Some(flag) = self.mental_health(ev, hits, now_ms, ids) {
+        if let Some(flag) = self.mental_health_flag(ev, assessment, now_ms, ids) {
             out.flags.push(flag);
         }
         out
     }
 
-    /// Every mental-health cue in an event's notes and incident codes.
-    fn scan_mental_health(&self, ev: &CallEvent) -> Vec<CueReason> {
-        let mut hits = ev.notes.as_deref().map(|n| self.lexicon.scan(n)).unwrap_or_default();
-        hits.extend(self.lexicon.incident_hits(ev.incident.kind.as_deref(), &ev.incident.qualifiers));
-        hits
-    }
-
-    fn mental_health(&mut self, ev: &CallEvent, mut hits: Vec<CueReason>, now_ms: i64, ids: &mut dyn FnMut() -> u128) -> Option<Flag> {
-        let severity = hits.iter().filter(|h| !h.negated && h.severity > Severity::Info).map(|h| h.severity).max()?;
-        hits.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.negated.cmp(&b.negated)));
+    fn mental_health_flag(&mut self, ev: &CallEvent, assessment: Assessment, now_ms: i64, ids: &mut dyn FnMut() -> u128) -> Option<Flag> {
+        let severity = assessment.severity?;
+        let Assessment { reasons: hits, score, .. } = assessment;
         let (status, state) = match self.mh_calls.get(&ev.call_id) {
             None => {
                 let s = MhState { flag_id: ids(), severity, raised_ms: now_ms, occurred_ms: ev.occurred_ms() };
@@ -176,7 +174,7 @@ impl Detector {
                 division: ev.division.clone(),
                 caller_ref: ev.caller.phone.or(ev.caller.address).map(|r| r.to_string()),
                 reasons: Reasons::Cues(hits),
-                score: None,
+                score,
             },
             meta: FlagMeta {
                 flag_uuid: state.flag_id,

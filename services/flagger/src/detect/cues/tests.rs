@@ -7,12 +7,19 @@ fn lexicon() -> Lexicon {
         severity,
         phrases: phrases.iter().map(|s| s.to_string()).collect(),
         label: None,
+        block: if category == "at_height" { vec!["abseil*".into()] } else { vec![] },
+        block_within: None,
     };
     Lexicon::new(&MentalHealthConfig {
         negation_terms: vec!["no".into(), "denies".into(), "not".into(), "negative for".into()],
         negation_window: 5,
         incident_types: vec!["MENTAL_HEALTH".into()],
         qualifiers: vec![],
+        model: Some(String::new()),
+        model_threshold: None,
+        model_veto: None,
+        false_friends: vec![],
+        patterns: vec![],
         cues: vec![
             cue("at_height", Severity::High, &["jump off", "jump from"]),
             cue("suicide", Severity::Medium, &["suicid*", "end* his life", "self harm*"]),
@@ -183,4 +190,15 @@ fn numbers_are_masked_before_the_snippet_is_cut() {
     let note = format!("{} ring back on 07700 900123 says he will jump off the bridge", "x".repeat(120));
     let hit = &lexicon().scan(&note)[0];
     assert!(!hit.snippet.chars().any(|c| c.is_ascii_digit()), "no digit of the number survives at the edge: {}", hit.snippet);
+}
+
+#[test]
+fn a_blocking_phrase_cancels_its_groups_cues_only() {
+    let l = lexicon();
+    assert!(l.scan("charity abseil - people will jump off the bridge on ropes").iter().all(|h| h.category != "at_height"));
+    assert_eq!(
+        l.scan("abseil group reports a man saying he will jump off the bridge, suicidal")[0].category,
+        "suicide",
+        "other groups stand"
+    );
 }
