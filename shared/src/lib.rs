@@ -1,21 +1,17 @@
-//! Lantern's common library: the event model, config, pseudonyms, MQTT, storage, telemetry.
+//! Lantern's common library.
+//!
+//! - [`domain`]: what call events and flags are, and the names, pseudonyms, durations and masking
+//!   they use; pure code.
+//! - [`config`]: the one config file, section by section, and its live reload.
+//! - [`runtime`]: what runs a service: MQTT link, consumer loop, service shell, health routes,
+//!   telemetry.
+//! - [`store`]: the database (SQLite or PostgreSQL), its migrations, and the processed-event
+//!   de-duplication every consumer shares.
 
-pub mod clock;
 pub mod config;
-pub mod consumer;
-pub mod duration;
-pub mod event;
-pub mod flag;
-pub mod http;
-pub mod lexicon;
-pub mod mask;
-pub mod mh_model;
-pub mod mqtt;
-pub mod pseudonym;
-pub mod service;
+pub mod domain;
+pub mod runtime;
 pub mod store;
-pub mod telemetry;
 
-pub use clock::Clock;
 pub use config::Config;
-pub use duration::Span;
+pub use domain::{Clock, Span};

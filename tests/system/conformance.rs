@@ -1,8 +1,8 @@
 //! The public conformance check (`../shared/conformance`), run inside the suite: the same
 //! comparison `check.py` makes, through the same replay code `lantern replay` runs.
 
-use lantern_shared::event::IngestContext;
-use lantern_shared::pseudonym::Pseudonymizer;
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::domain::pseudonym::Pseudonymizer;
 use lantern_shared::Config;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ fn repeat_caller_flags_match_the_public_conformance_scenario() {
     let ingest = IngestContext::new(Pseudonymizer::new(b"conformance-key"), "GB", config.ingest.max_future_skew.millis());
     let events = std::fs::File::open(dir.join("events.jsonl")).expect("events");
     let mut out = Vec::new();
-    lantern_flagger::replay::replay(&config, &ingest, std::io::BufReader::new(events), Some(&mut out)).expect("replay");
+    lantern_flagger::replay::replay(&config, &ingest, chrono::Utc::now(), std::io::BufReader::new(events), Some(&mut out)).expect("replay");
     let fields =
         ["flag_id", "status", "kind", "severity", "call_id", "event_id", "occurred_at", "raised_at", "channel", "caller_ref", "reasons"];
     let mut got: BTreeMap<String, i64> = BTreeMap::new();

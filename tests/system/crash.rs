@@ -25,9 +25,9 @@ async fn counts(db_url: &str) -> (i64, i64, i64) {
         _ => unreachable!("these tests use SQLite"),
     };
     let events: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM processed_events WHERE service = 'flagger'").fetch_one(&pool).await.expect("count");
+        sqlx::query_scalar("SELECT COUNT(*) FROM shared_processed_events WHERE service = 'flagger'").fetch_one(&pool).await.expect("count");
     let calls: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flagger_calls").fetch_one(&pool).await.expect("count");
-    let flags: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repeat_flags").fetch_one(&pool).await.expect("count");
+    let flags: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM flagger_repeat_flags").fetch_one(&pool).await.expect("count");
     db.close().await;
     (events, calls, flags)
 }

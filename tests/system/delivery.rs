@@ -72,7 +72,7 @@ async fn flags_in_flight_when_the_broker_freezes_and_lantern_dies_all_arrive() {
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(seen.len(), total, "every flag message arrived at least once; log: {}", std::fs::read_to_string(&log).unwrap_or_default());
-    let unpublished = query_i64(&db.url, "SELECT COUNT(*) FROM flag_messages WHERE published_ms IS NULL").await;
+    let unpublished = query_i64(&db.url, "SELECT COUNT(*) FROM flagger_flag_messages WHERE published_ms IS NULL").await;
     assert!(unpublished < total as i64, "the outbox is being marked as the broker acknowledges ({unpublished} left)");
 }
 
@@ -173,9 +173,9 @@ async fn the_postgresql_live_stream_sees_every_update_once_in_order_under_concur
         stored,
         "every flag stored: desk has {}, flagger stored {} flag messages ({} unpublished) for {} events",
         query_i64(&db.url, flags).await,
-        query_i64(&db.url, "SELECT COUNT(*) FROM flag_messages").await,
-        query_i64(&db.url, "SELECT COUNT(*) FROM flag_messages WHERE published_ms IS NULL").await,
-        query_i64(&db.url, "SELECT COUNT(*) FROM processed_events WHERE service = 'flagger'").await,
+        query_i64(&db.url, "SELECT COUNT(*) FROM flagger_flag_messages").await,
+        query_i64(&db.url, "SELECT COUNT(*) FROM flagger_flag_messages WHERE published_ms IS NULL").await,
+        query_i64(&db.url, "SELECT COUNT(*) FROM shared_processed_events WHERE service = 'flagger'").await,
     );
     let expected = query_i64(&db.url, "SELECT COUNT(*) FROM desk_updates").await;
     let got = read_stream(stream, expected as usize, Duration::from_secs(60)).await;
@@ -213,7 +213,7 @@ async fn a_flood_of_oversized_qos0_junk_keeps_memory_bounded_and_flags_flowing()
         .await
     );
 
-    let mut o = lantern_shared::mqtt::options(&url, &unique("flood-")).expect("options");
+    let mut o = lantern_shared::runtime::mqtt::options(&url, &unique("flood-")).expect("options");
     o.set_clean_session(true).set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 64);
     let pump = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });

@@ -377,7 +377,7 @@ async fn feedback_is_stored_audited_and_counted_on(backend: &str) {
     // The verdicts go out as labelled notes for the next training round, masked.
     let mut out = Vec::new();
     let db = lantern_shared::store::Db::connect(&d.db.url).await.expect("db");
-    assert_eq!(lantern_desk::feedback::export(&db, &mut out).await.expect("export"), 1);
+    assert_eq!(lantern_desk::feedback::export(&db, &mut out, "cli:test", chrono::Utc::now().timestamp_millis()).await.expect("export"), 1);
     db.close().await;
     let line: Value = serde_json::from_slice(out.trim_ascii()).expect("one JSON line");
     assert_eq!((line["mh"].clone(), line["verdict"].clone()), (Value::Bool(true), Value::from("useful")));

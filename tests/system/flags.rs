@@ -57,7 +57,7 @@ async fn restart_continues_counting(backend: &str) {
 
     // A clean stop leaves nothing in the outbox, so no flag is sent again at the next start.
     let store = lantern_shared::store::Db::connect(&db.url).await.expect("database");
-    let q = "SELECT COUNT(*) FROM flag_messages WHERE published_ms IS NULL";
+    let q = "SELECT COUNT(*) FROM flagger_flag_messages WHERE published_ms IS NULL";
     let unpublished: i64 = lantern_shared::with_db!(&store, |pool| sqlx::query_scalar(q).fetch_one(pool).await).expect("outbox");
     assert_eq!(unpublished, 0, "flags handed to the broker are marked published by shutdown");
     store.close().await;

@@ -131,7 +131,9 @@ async fn lowering_min_calls_in_the_file_applies_to_the_next_call_without_losing_
     background.await.expect("publisher");
     let total = published.load(Ordering::SeqCst) as i64 + 5;
     assert!(total > 100, "events flowed during the edits ({total})");
-    let ok = eventually(Duration::from_secs(30), || async { count(&db.url, "SELECT COUNT(*) FROM processed_events").await == total }).await;
+    let ok =
+        eventually(Duration::from_secs(30), || async { count(&db.url, "SELECT COUNT(*) FROM shared_processed_events").await == total })
+            .await;
     assert!(ok, "every event processed once across the reloads");
     assert_eq!(count(&db.url, "SELECT COUNT(*) FROM flagger_calls").await, total, "no call counted twice");
     flagger.stop().await;

@@ -255,7 +255,7 @@ async fn nul_bytes_are_refused_on(backend: &str) {
         assert!(desk_flag(desk.addr, &call, Duration::from_secs(15)).await.is_some(), "after a NUL in {field}");
     }
     let mut rejected = 0.0;
-    for r in lantern_shared::event::REJECT_REASONS {
+    for r in lantern_shared::domain::event::REJECT_REASONS {
         rejected += flagger.metric(&format!("lantern_events_rejected_total{{reason=\"{r}\"}}")).await;
     }
     assert_eq!(rejected, event_fields.len() as f64, "each refused before anything was stored");
@@ -363,9 +363,9 @@ async fn mental_health_state_across_prune_and_restart_on(backend: &str) {
     let none = probe.next_json(Duration::from_secs(2), is_call(&call)).await;
     assert!(none.is_none(), "no higher severity: nothing new to publish ({none:?})");
     assert_eq!(flagger.metric("lantern_events_rejected_total{reason=\"storage_error\"}").await, 0.0);
-    let processed = format!("SELECT COUNT(*) FROM processed_events WHERE service = 'flagger' AND event_id LIKE '{p}-%'");
+    let processed = format!("SELECT COUNT(*) FROM shared_processed_events WHERE service = 'flagger' AND event_id LIKE '{p}-%'");
     assert_eq!(query_i64(&db.url, &processed).await, 4, "every event processed once");
-    assert_eq!(query_i64(&db.url, &format!("SELECT COUNT(*) FROM mh_flags WHERE call_id = '{call}'")).await, 1);
+    assert_eq!(query_i64(&db.url, &format!("SELECT COUNT(*) FROM flagger_mh_flags WHERE call_id = '{call}'")).await, 1);
     flagger.stop().await;
     db.cleanup().await;
 }

@@ -1,8 +1,9 @@
 //! Demand state: pure code, time passed in. Changes for a batch are staged in a [`Scratch`]
 //! and applied only after the batch is committed, so a retried batch never counts twice.
 
-use lantern_shared::config::Channel;
-use lantern_shared::event::{CallEvent, EventKind};
+use lantern_shared::domain::event::CallEvent;
+use lantern_shared::domain::Channel;
+use lantern_shared::domain::EventKind;
 use lantern_shared::Span;
 use std::collections::HashMap;
 
@@ -96,22 +97,10 @@ impl DemandState {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn restore_call(
-        &mut self,
-        call_id: String,
-        first_ms: i64,
-        channel: Channel,
-        division: String,
-        offered: Option<i64>,
-        answered: Option<i64>,
-        abandoned: bool,
-    ) {
-        self.by_label.entry((channel, division.clone())).or_default().times.push(first_ms);
-        self.calls.insert(
-            call_id.clone(),
-            CallRow { call_id, first_ms, channel, division, offered_ms: offered, answered_ms: answered, abandoned },
-        );
+    /// Puts back a call the database holds, at start-up.
+    pub fn restore_call(&mut self, row: CallRow) {
+        self.by_label.entry((row.channel, row.division.clone())).or_default().times.push(row.first_ms);
+        self.calls.insert(row.call_id.clone(), row);
     }
 
     pub fn restore_mental_health(&mut self, ms: i64) {

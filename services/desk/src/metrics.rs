@@ -1,18 +1,27 @@
 //! Desk metrics (SPEC section 7), recomputed from the database so a restart loses nothing.
+//! The age of the oldest unacknowledged flag is computed when `/metrics` is scraped, so it is
+//! never stale.
 
-use crate::AppState;
-use lantern_shared::telemetry::{self, ConfigInfo, ServiceMetrics};
-use lantern_shared::{with_db, Config};
+use crate::store;
+use lantern_shared::domain::flag::{FlagMessage, Reasons};
+use lantern_shared::domain::{FlagKind, Outcome, Severity, Verdict};
+use lantern_shared::runtime::lock;
+use lantern_shared::runtime::telemetry::{self, ConfigInfo, ServiceMetrics};
+use lantern_shared::store::Db;
+use lantern_shared::{Clock, Config};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
-pub const OUTCOMES: [&str; 5] = ["advice_given", "face_to_face", "referred", "s136_avoided", "no_action"];
-const KINDS: [&str; 2] = ["repeat_caller", "mental_health"];
-const SEVERITIES: [&str; 3] = ["low", "medium", "high"];
+/// Most distinct reasons `lantern_flag_feedback_verdicts` labels; the rest count as `other`.
+const MAX_FEEDBACK_REASONS: usize = 64;
+const ACKNOWLEDGE_BUCKETS: [f64; 9] = [10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0];
 
 #[derive(Clone)]
 pub struct DeskMetrics {
     pub flags_open: IntGaugeVec,
-    pub oldest_unacknowledged: IntGaugeVec,
+    /// When the oldest flag still open was raised, by severity (ms).
+    oldest_open: Arc<Mutex<HashMap<String, i64>>>,
     pub acknowledge_seconds: HistogramVec,
     pub outcomes: IntCounterVec,
     pub savings: prometheus::CounterVec,
@@ -28,18 +37,30 @@ pub struct DeskMetrics {
 }
 
 impl DeskMetrics {
-    pub fn new(registry: &Registry, config: &Config) -> DeskMetrics {
+    pub fn new(registry: &Registry, config: &Config, clock: Clock) -> DeskMetrics {
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             telemetry::register(registry, IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{e}")))
         };
         let flags_open = gauge("lantern_flags_open", "Flags not yet closed with an outcome, by kind and severity.", &["kind", "severity"]);
-        let oldest_unacknowledged =
-            gauge("lantern_flag_oldest_unacknowledged_seconds", "Age of the oldest flag not yet acknowledged, by severity.", &["severity"]);
+        let oldest_open: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
+        let oldest = oldest_open.clone();
+        telemetry::computed_gauges(
+            registry,
+            "lantern_flag_oldest_unacknowledged_seconds",
+            "Age of the oldest flag not yet acknowledged, by severity.",
+            &["severity"],
+            move || {
+                let now = clock.now_ms();
+                let oldest = lock(&oldest);
+                let age = |s: Severity| oldest.get(s.as_str()).map(|ms| (now - ms).max(0) / 1000).unwrap_or(0);
+                Severity::ALL.into_iter().map(|s| (vec![s.as_str().to_string()], age(s))).collect()
+            },
+        );
         let acknowledge_seconds = telemetry::register(
             registry,
             HistogramVec::new(
                 HistogramOpts::new("lantern_flag_acknowledge_seconds", "From flag raised to acknowledged, by kind.")
-                    .buckets(vec![10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0]),
+                    .buckets(ACKNOWLEDGE_BUCKETS.to_vec()),
                 &["kind"],
             )
             .unwrap_or_else(|e| panic!("{e}")),
@@ -56,47 +77,40 @@ impl DeskMetrics {
             )
             .unwrap_or_else(|e| panic!("{e}")),
         );
-        for k in KINDS {
-            acknowledge_seconds.with_label_values(&[k]);
-            for s in SEVERITIES {
-                flags_open.with_label_values(&[k, s]);
+        let feedback = telemetry::counter_vec(
+            registry,
+            "lantern_flag_feedback_total",
+            "Nurses' verdicts on flags, by kind and verdict.",
+            &["kind", "verdict"],
+        );
+        for k in FlagKind::ALL {
+            acknowledge_seconds.with_label_values(&[k.as_str()]);
+            for s in Severity::ALL {
+                flags_open.with_label_values(&[k.as_str(), s.as_str()]);
+            }
+            for v in Verdict::ALL {
+                feedback.with_label_values(&[k.as_str(), v.as_str()]);
             }
         }
-        for s in SEVERITIES {
-            oldest_unacknowledged.with_label_values(&[s]);
-        }
-        for o in OUTCOMES {
-            outcomes.with_label_values(&[o]);
+        for o in Outcome::ALL {
+            outcomes.with_label_values(&[o.as_str()]);
         }
         for agency in config.desk.unit_savings.keys() {
             savings.with_label_values(&[agency]);
         }
-        let info = ConfigInfo::new(registry);
-        info.set(&lantern_shared::config::diff::fingerprint(config));
+        let config_info = ConfigInfo::new(registry);
+        config_info.set(&lantern_shared::config::diff::fingerprint(config));
         DeskMetrics {
             flags_open,
-            oldest_unacknowledged,
+            oldest_open,
             acknowledge_seconds,
             outcomes,
             savings,
             mqtt_connected: ServiceMetrics::mqtt_connected(registry),
             config_reloads: ServiceMetrics::config_reloads(registry),
-            config_info: info,
+            config_info,
             flags_rejected: telemetry::flag_messages_rejected(registry),
-            feedback: {
-                let c = telemetry::counter_vec(
-                    registry,
-                    "lantern_flag_feedback_total",
-                    "Nurses' verdicts on flags, by kind and verdict.",
-                    &["kind", "verdict"],
-                );
-                for k in KINDS {
-                    for v in crate::api::VERDICTS {
-                        c.with_label_values(&[k, v]);
-                    }
-                }
-                c
-            },
+            feedback,
             feedback_by_reason: gauge(
                 "lantern_flag_feedback_verdicts",
                 "Verdicts in force on flags, by kind, by the rule or cue category that raised the flag, and by verdict.",
@@ -104,46 +118,37 @@ impl DeskMetrics {
             ),
         }
     }
+
+    /// Counts the time from raised to acknowledged.
+    pub fn acknowledged(&self, kind: &str, raised_ms: i64, now_ms: i64) {
+        self.acknowledge_seconds.with_label_values(&[kind]).observe(((now_ms - raised_ms).max(0)) as f64 / 1000.0);
+    }
 }
 
-/// Sets the open-flag gauges from the database.
-pub async fn refresh(state: &AppState) -> Result<(), sqlx::Error> {
-    let db = &state.db;
-    let q = "SELECT kind, severity, COUNT(*) FROM desk_flags WHERE status <> 'closed' GROUP BY kind, severity";
-    let rows: Vec<(String, String, i64)> = with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await)?;
-    let m = &state.metrics;
-    for k in KINDS {
-        for s in SEVERITIES {
-            let n = rows.iter().find(|r| r.0 == k && r.1 == s).map(|r| r.2).unwrap_or(0);
-            m.flags_open.with_label_values(&[k, s]).set(n);
+/// Sets the open-flag figures from the database.
+pub async fn refresh(db: &Db, m: &DeskMetrics) -> Result<(), sqlx::Error> {
+    let rows = store::open_counts(db).await?;
+    for k in FlagKind::ALL {
+        for s in Severity::ALL {
+            let n = rows.iter().find(|r| r.0 == k.as_str() && r.1 == s.as_str()).map(|r| r.2).unwrap_or(0);
+            m.flags_open.with_label_values(&[k.as_str(), s.as_str()]).set(n);
         }
     }
-    let q = "SELECT severity, MIN(raised_ms) FROM desk_flags WHERE status = 'open' GROUP BY severity";
-    let rows: Vec<(String, Option<i64>)> = with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await)?;
-    let now = state.clock.now_ms();
-    for s in SEVERITIES {
-        let age = rows.iter().find(|r| r.0 == s).and_then(|r| r.1).map(|ms| (now - ms).max(0) / 1000).unwrap_or(0);
-        m.oldest_unacknowledged.with_label_values(&[s]).set(age);
-    }
+    let oldest: HashMap<String, i64> = store::oldest_open(db).await?.into_iter().filter_map(|(s, ms)| Some((s, ms?))).collect();
+    *lock(&m.oldest_open) = oldest;
     Ok(())
 }
 
-/// Most distinct reasons `lantern_flag_feedback_verdicts` labels; the rest count as `other`.
-const MAX_FEEDBACK_REASONS: usize = 64;
-
 /// Sets the verdicts-in-force gauge from the database: each verdict counts once for every rule
 /// (repeat callers) or cue category (mental health) among the flag's unnegated reasons.
-pub async fn refresh_feedback(state: &AppState) -> Result<(), sqlx::Error> {
-    let db = &state.db;
-    let q = "SELECT f.kind, f.payload, b.verdict FROM desk_feedback b JOIN desk_flags f ON f.flag_id = b.flag_id";
-    let rows: Vec<(String, String, String)> = with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await)?;
-    let mut counts: std::collections::BTreeMap<(String, String, String), i64> = Default::default();
-    let mut reasons_seen: std::collections::BTreeSet<String> = Default::default();
-    for (kind, payload, verdict) in rows {
-        let Ok(msg) = lantern_shared::flag::FlagMessage::parse(payload.as_bytes()) else { continue };
+pub async fn refresh_feedback(db: &Db, m: &DeskMetrics) -> Result<(), sqlx::Error> {
+    let mut counts: BTreeMap<(String, String, String), i64> = BTreeMap::new();
+    let mut reasons_seen: BTreeSet<String> = BTreeSet::new();
+    for (kind, payload, verdict) in store::verdicts(db).await? {
+        let Ok(msg) = FlagMessage::parse(payload.as_bytes()) else { continue };
         let mut names: Vec<String> = match &msg.reasons {
-            lantern_shared::flag::Reasons::Rules(r) => r.iter().map(|r| r.rule.clone()).collect(),
-            lantern_shared::flag::Reasons::Cues(c) => c.iter().filter(|c| !c.negated).map(|c| c.category.clone()).collect(),
+            Reasons::Rules(r) => r.iter().map(|r| r.rule.clone()).collect(),
+            Reasons::Cues(c) => c.iter().filter(|c| !c.negated).map(|c| c.category.clone()).collect(),
         };
         names.sort();
         names.dedup();
@@ -157,7 +162,6 @@ pub async fn refresh_feedback(state: &AppState) -> Result<(), sqlx::Error> {
             *counts.entry((kind.clone(), label, verdict.clone())).or_default() += 1;
         }
     }
-    let m = &state.metrics;
     m.feedback_by_reason.reset();
     for ((kind, reason, verdict), n) in counts {
         m.feedback_by_reason.with_label_values(&[&kind, &reason, &verdict]).set(n);

@@ -3,9 +3,10 @@
 //! Each function panics when its property breaks, which is how both tools see a failure.
 
 use crate::detect::cues::{Lexicon, SNIPPET_CHARS};
-use lantern_shared::event::{CallEvent, IngestContext, REJECTED_PAYLOAD_BYTES, REJECT_REASONS};
-use lantern_shared::flag::{FlagMessage, FLAG_REJECT_REASONS};
-use lantern_shared::pseudonym::Pseudonymizer;
+use lantern_shared::domain::event::{CallEvent, REJECTED_PAYLOAD_BYTES, REJECT_REASONS};
+use lantern_shared::domain::flag::{FlagMessage, FLAG_REJECT_REASONS};
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::domain::pseudonym::Pseudonymizer;
 use lantern_shared::Config;
 use std::sync::OnceLock;
 
@@ -21,7 +22,7 @@ fn lexicon_shipped() -> &'static Lexicon {
 
 /// True when `s` still holds a phone-like run (SPEC section 2, "Masking").
 fn holds_number(s: &str) -> bool {
-    !lantern_shared::mask::phone_like_runs(&s.chars().collect::<Vec<_>>()).is_empty()
+    !lantern_shared::domain::mask::phone_like_runs(&s.chars().collect::<Vec<_>>()).is_empty()
 }
 
 /// An event payload either parses into a valid event or is refused with a known reason, and the

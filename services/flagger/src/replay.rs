@@ -1,9 +1,10 @@
 //! `lantern replay`: historical events through the same detection code, no broker, no database.
 
 use crate::detect::{new_flag_id, Detector, Flag, FlagKind, FlagStatus, Reasons};
-use chrono::{TimeZone, Utc};
-use lantern_shared::consumer::guard;
-use lantern_shared::event::{CallEvent, IngestContext, Rejection};
+use chrono::{DateTime, TimeZone, Utc};
+use lantern_shared::domain::event::{CallEvent, Rejection};
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::runtime::consumer::guard;
 use lantern_shared::Config;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -46,7 +47,15 @@ fn hash(s: &str) -> u64 {
 
 /// Runs every line of `input` through detection, writing each flag to `out` as a JSON line
 /// (when `out` is given), and returns the summary.
-pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut out: Option<&mut dyn Write>) -> std::io::Result<Summary> {
+/// Replays `input` (one event per line) through detection. `now` is when the replay runs: events
+/// stamped more than the allowed skew after it are refused, as the live service would.
+pub fn replay(
+    config: &Config,
+    ingest: &IngestContext,
+    now: DateTime<Utc>,
+    input: impl BufRead,
+    mut out: Option<&mut dyn Write>,
+) -> std::io::Result<Summary> {
     let mut detector = Detector::new(config, ingest);
     let mut seen_events: HashSet<u64> = HashSet::new();
     let mut seen_calls: HashSet<u64> = HashSet::new();
@@ -59,7 +68,6 @@ pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut 
     let horizon = config.longest_window().millis() + config.retention.history_margin.millis();
     let mut latest_ms = i64::MIN;
     let mut since_prune = 0u32;
-    let clock = Utc::now();
     let mut ids = new_flag_id;
 
     for line in input.lines() {
@@ -68,7 +76,7 @@ pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut 
             continue;
         }
         summary.events += 1;
-        let parsed = guard(|| CallEvent::parse(line.as_bytes(), ingest, clock))
+        let parsed = guard(|| CallEvent::parse(line.as_bytes(), ingest, now))
             .unwrap_or_else(|why| Err(Rejection::new("internal_error", format!("processing this event failed: {why}"))));
         let ev = match parsed {
             Ok(ev) => ev,
@@ -84,7 +92,7 @@ pub fn replay(config: &Config, ingest: &IngestContext, input: impl BufRead, mut 
         let new_call = seen_calls.insert(hash(&ev.call_id));
         summary.calls += u64::from(new_call);
         // Replay stamps flags with event time, so the same input gives the same output.
-        let at = Utc.timestamp_millis_opt(ev.occurred_ms()).single().unwrap_or(clock);
+        let at = Utc.timestamp_millis_opt(ev.occurred_ms()).single().unwrap_or(now);
         // Detection scans before it changes anything, so a failure leaves the history as it was.
         let Ok(detection) = guard(|| detector.on_event(&ev, new_call, at, &mut ids)) else {
             *summary.rejected.entry("internal_error".to_string()).or_default() += 1;

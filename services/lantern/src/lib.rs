@@ -4,8 +4,8 @@ pub mod run;
 pub mod simulate;
 
 use clap::{Parser, Subcommand};
-use lantern_shared::event::IngestContext;
-use lantern_shared::Config;
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::{Clock, Config};
 use std::io::{BufReader, Write};
 use std::path::Path;
 use std::path::PathBuf;
@@ -74,7 +74,8 @@ pub fn compare_report(new_path: &Path, old_path: &Path, events: &Path) -> Result
     let run = |path: &Path| -> Result<lantern_flagger::replay::Summary, String> {
         let (config, ingest) = load_for_replay(path)?;
         let file = std::fs::File::open(events).map_err(|e| format!("cannot read {}: {e}", events.display()))?;
-        lantern_flagger::replay::replay(&config, &ingest, BufReader::new(file), None).map_err(|e| format!("replay failed: {e}"))
+        lantern_flagger::replay::replay(&config, &ingest, Clock::System.now(), BufReader::new(file), None)
+            .map_err(|e| format!("replay failed: {e}"))
     };
     let new = run(new_path)?;
     let old = run(old_path)?;
@@ -98,7 +99,7 @@ pub fn replay(config_path: &Path, events: &Path) -> ExitCode {
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = lantern_flagger::replay::replay(&config, &ingest, BufReader::new(file), Some(&mut out));
+    let result = lantern_flagger::replay::replay(&config, &ingest, Clock::System.now(), BufReader::new(file), Some(&mut out));
     match result {
         Ok(summary) => {
             let _ = write!(out, "{}", summary.table());
@@ -217,13 +218,8 @@ pub fn export_feedback(config_path: &Path, out: Option<&Path>) -> ExitCode {
                 Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
-            let n = lantern_desk::feedback::export(&db, &mut sink).await?;
-            sink.flush()?;
-            let who = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-            let q = "INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason) VALUES ($1, $2, 'cli', 'export_feedback', 'desk_feedback', $3)";
-            let now = chrono::Utc::now().timestamp_millis();
-            let reason = format!("{n} verdicts exported for training");
-            lantern_shared::with_db!(&db, |pool| sqlx::query(q).bind(now).bind(format!("cli:{who}")).bind(&reason).execute(pool).await.map(|_| ()))?;
+            let who = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+            let n = lantern_desk::feedback::export(&db, &mut sink, &who, Clock::System.now_ms()).await?;
             db.close().await;
             Ok(n)
         })

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use lantern_shared::config::reload::Reloader;
-use lantern_shared::pseudonym::Pseudonymizer;
+use lantern_shared::domain::pseudonym::Pseudonymizer;
 use lantern_shared::Config;
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,7 +20,7 @@ pub enum Part {
 
 pub fn main(config_path: &Path, parts: &[Part]) -> ExitCode {
     let config_path = config_path.to_path_buf();
-    lantern_shared::telemetry::init_tracing();
+    lantern_shared::runtime::telemetry::init_tracing();
     let config = match Config::load(&config_path) {
         Ok(c) => c,
         Err(problems) => {

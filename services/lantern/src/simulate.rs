@@ -231,7 +231,7 @@ pub fn write_jsonl(params: Params, end: DateTime<Utc>, span: Duration, out: &mut
 
 pub fn main(args: Args) -> std::process::ExitCode {
     use std::process::ExitCode;
-    lantern_shared::telemetry::init_tracing();
+    lantern_shared::runtime::telemetry::init_tracing();
     if !(args.rate > 0.0 && args.rate <= 100_000.0) {
         eprintln!("--rate must be above 0 and at most 100000");
         return ExitCode::FAILURE;
@@ -291,7 +291,7 @@ pub fn main(args: Args) -> std::process::ExitCode {
 async fn publish(params: Params, url: &str, rate: f64, duration: lantern_shared::Span) -> anyhow::Result<u64> {
     use rumqttc::{Event, Packet, QoS};
     let id = format!("lantern-simulate-{}", std::process::id());
-    let mut options = lantern_shared::mqtt::options(url, &id).map_err(anyhow::Error::msg)?;
+    let mut options = lantern_shared::runtime::mqtt::options(url, &id).map_err(anyhow::Error::msg)?;
     options.set_clean_session(true).set_manual_acks(false);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
     let (acks_tx, acks) = tokio::sync::watch::channel(0u64);

@@ -4,8 +4,8 @@
 use super::Config;
 use serde_json::Value;
 
-/// Keys that only take effect after a restart.
-pub const RESTART_ONLY: &[&str] = &["mqtt", "broker", "database", "privacy", "flagger.listen", "demand.listen", "desk.listen"];
+pub use super::restart::applicable;
+use super::RestartOnly;
 
 /// One change: the readable line, and whether it needs a restart.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
 }
 
 fn needs_restart(path: &str) -> bool {
-    RESTART_ONLY.iter().any(|k| path == *k || path.starts_with(&format!("{k}.")))
+    RestartOnly::covers(path)
 }
 
 fn show(v: &Value) -> String {
@@ -125,17 +125,4 @@ pub fn fingerprint(config: &Config) -> String {
     let json = serde_json::to_vec(config).unwrap_or_default();
     let digest = Sha256::digest(&json);
     data_encoding::HEXLOWER.encode(&digest[..6])
-}
-
-/// `new` with every restart-only setting taken from `old`: what a running process applies.
-pub fn applicable(old: &Config, new: &Config) -> Config {
-    let mut c = new.clone();
-    c.mqtt = old.mqtt.clone();
-    c.broker = old.broker.clone();
-    c.database = old.database.clone();
-    c.privacy = old.privacy.clone();
-    c.flagger.listen = old.flagger.listen.clone();
-    c.demand.listen = old.demand.listen.clone();
-    c.desk.listen = old.desk.listen.clone();
-    c
 }

@@ -24,6 +24,31 @@ impl Problem {
         Problem { key: String::new(), message: format!("not valid TOML: {}", e.message()), line }
     }
 
+    /// A key the config does not take, as serde reports its path (`a.b.0.c`).
+    pub(super) fn unknown_key(path: &str) -> Problem {
+        let mut key = String::new();
+        for part in path.split('.') {
+            if part.parse::<usize>().is_ok() {
+                key.push_str(&format!("[{part}]"));
+            } else {
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(part);
+            }
+        }
+        let message = if key.contains('.') || key.contains('[') {
+            "unknown key: no section takes it here (a typo? config/lantern.toml shows every key)".to_string()
+        } else {
+            let sections = serde_json::to_value(super::Config::default())
+                .ok()
+                .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>().join(", ")))
+                .unwrap_or_default();
+            format!("unknown section; the sections are {sections}")
+        };
+        Problem::new(key, message)
+    }
+
     pub(super) fn value(section: &str, e: &toml::de::Error) -> Problem {
         let msg = e.message().replace('\n', " ");
         Problem::new(section, msg)
@@ -126,75 +151,4 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
         }
     }
     None
-}
-
-/// Every key the file holds that the config does not know.
-pub(super) fn unknown_keys(table: &toml::Table) -> Vec<Problem> {
-    const SECTIONS: &[(&str, &[&str])] = &[
-        ("mqtt", &["url", "client_id", "calls_topic", "topic_root"]),
-        ("broker", &["enabled", "listen"]),
-        ("database", &["url"]),
-        ("ingest", &["default_region", "max_future_skew"]),
-        ("privacy", &["key_file"]),
-        ("flagger", &["listen"]),
-        ("demand", &["listen", "windows", "max_divisions"]),
-        ("repeat_callers", &["cooldown", "exclude_numbers", "exclude_addresses", "merge_within", "rules"]),
-        (
-            "mental_health",
-            &[
-                "negation_terms",
-                "negation_window",
-                "incident_types",
-                "qualifiers",
-                "model",
-                "model_threshold",
-                "model_veto",
-                "false_friends",
-                "cues",
-                "patterns",
-            ],
-        ),
-        ("desk", &["listen", "users", "unit_savings"]),
-        ("retention", &["history_margin", "event_ids"]),
-    ];
-    const ARRAYS: &[(&str, &[&str])] = &[
-        ("repeat_callers.rules", &["name", "identity", "window", "min_calls", "severity", "channels", "communal_address", "age_band"]),
-        ("mental_health.cues", &["category", "severity", "phrases", "label", "block", "block_within"]),
-        ("mental_health.patterns", &["name", "category", "severity", "near", "within", "min_sets", "block", "block_within", "label"]),
-        ("desk.users", &["name", "role", "password_hash"]),
-    ];
-    let mut out = Vec::new();
-    for (section, value) in table {
-        let Some((_, known)) = SECTIONS.iter().find(|(s, _)| s == section) else {
-            let names: Vec<&str> = SECTIONS.iter().map(|(s, _)| *s).collect();
-            out.push(Problem::new(section.clone(), format!("unknown section; the sections are {}", names.join(", "))));
-            continue;
-        };
-        let Some(inner) = value.as_table() else {
-            continue;
-        };
-        for (key, v) in inner {
-            if section == "desk" && key == "unit_savings" {
-                continue;
-            }
-            if !known.contains(&key.as_str()) {
-                out.push(Problem::new(format!("{section}.{key}"), format!("unknown key; [{section}] takes {}", known.join(", "))));
-                continue;
-            }
-            let path = format!("{section}.{key}");
-            if let Some((_, fields)) = ARRAYS.iter().find(|(a, _)| *a == path) {
-                for (i, item) in v.as_array().into_iter().flatten().enumerate() {
-                    for field in item.as_table().into_iter().flat_map(|t| t.keys()) {
-                        if !fields.contains(&field.as_str()) {
-                            out.push(Problem::new(
-                                format!("{path}[{i}].{field}"),
-                                format!("unknown key; [[{path}]] takes {}", fields.join(", ")),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
 }

@@ -198,7 +198,7 @@ mod reloading {
     fn tempfile_dir() -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("lantern-cfg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(d.join("mh-model.json"), crate::mh_model::SHIPPED_MODEL).unwrap();
+        std::fs::write(d.join("mh-model.json"), crate::config::model_file::SHIPPED_MODEL).unwrap();
         std::fs::create_dir_all(&d).unwrap();
         d
     }

@@ -1,6 +1,6 @@
 use super::*;
-use lantern_shared::event::IngestContext;
-use lantern_shared::pseudonym::Pseudonymizer;
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::domain::pseudonym::Pseudonymizer;
 
 const T0: i64 = 1_795_000_000_000;
 

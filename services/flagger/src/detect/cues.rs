@@ -3,9 +3,10 @@
 
 use super::text::{compile_words, Note, PhraseSet, WordPat};
 pub use super::text::{snippet, SNIPPET_CHARS};
-use lantern_shared::config::{MentalHealthConfig, Severity};
-use lantern_shared::flag::{CueReason, CueSource};
-use lantern_shared::lexicon::fold;
+use lantern_shared::config::MentalHealthConfig;
+use lantern_shared::domain::flag::{CueReason, CueSource};
+use lantern_shared::domain::text::fold;
+use lantern_shared::domain::Severity;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone)]

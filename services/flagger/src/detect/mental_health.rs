@@ -13,8 +13,9 @@ use super::cues::Lexicon;
 use super::model::Model;
 use super::patterns::Patterns;
 use super::text::{compile_words, snippet, Note, PhraseSet, WordPat};
-use lantern_shared::config::{MentalHealthConfig, Severity};
-use lantern_shared::flag::{CueReason, CueSource};
+use lantern_shared::config::MentalHealthConfig;
+use lantern_shared::domain::flag::{CueReason, CueSource};
+use lantern_shared::domain::Severity;
 
 /// How many words from a false friend a cue or pattern is cancelled.
 const FALSE_FRIEND_REACH: usize = 2;

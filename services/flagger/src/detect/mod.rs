@@ -8,10 +8,12 @@ pub mod patterns;
 pub mod repeat;
 pub mod text;
 
-use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
-use lantern_shared::config::{Config, Identity, Severity};
-use lantern_shared::event::{CallEvent, IngestContext};
-pub use lantern_shared::flag::{CueReason, FlagKind, FlagMessage, FlagStatus, Reasons, RuleReason};
+use chrono::{DateTime, Utc};
+use lantern_shared::config::Config;
+use lantern_shared::domain::event::CallEvent;
+pub use lantern_shared::domain::flag::{CueReason, FlagKind, FlagMessage, FlagStatus, Reasons, RuleReason};
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::domain::{Identity, Severity};
 pub use mental_health::{Assessment, MentalHealth};
 use repeat::{CallAttrs, CallFacts, Observed, RepeatEngine, Rules};
 use std::collections::HashMap;
@@ -59,9 +61,7 @@ pub struct Detection {
     pub flags: Vec<Flag>,
 }
 
-pub fn fmt_ms(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, false)
-}
+pub use lantern_shared::domain::clock::rfc3339_ms as fmt_ms;
 
 pub fn uuid_string(id: u128) -> String {
     uuid::Uuid::from_u128(id).hyphenated().to_string()

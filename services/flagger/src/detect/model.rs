@@ -9,8 +9,8 @@
 //! n-grams) are summed once at load, so a note costs about one lookup per word and per word pair.
 
 use super::text::Note;
-use lantern_shared::config::Severity;
-use lantern_shared::mh_model::{ModelFile, Multi};
+use lantern_shared::config::model_file::{ModelFile, Multi};
+use lantern_shared::domain::Severity;
 use rustc_hash::FxHashMap;
 
 const MAX_WORD_CHARS: usize = 30;
@@ -324,7 +324,7 @@ mod tests {
     use super::*;
 
     fn shipped() -> Model {
-        Model::new(&ModelFile::parse(lantern_shared::mh_model::SHIPPED_MODEL).expect("shipped model"))
+        Model::new(&ModelFile::parse(lantern_shared::config::model_file::SHIPPED_MODEL).expect("shipped model"))
     }
 
     #[test]

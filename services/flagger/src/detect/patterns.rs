@@ -4,8 +4,9 @@
 
 use super::cues::Lexicon;
 use super::text::{compile_words, Note, PhraseSet, WordPat};
-use lantern_shared::config::{PatternConfig, Severity};
-use lantern_shared::flag::{CueReason, CueSource};
+use lantern_shared::config::PatternConfig;
+use lantern_shared::domain::flag::{CueReason, CueSource};
+use lantern_shared::domain::Severity;
 
 struct Pattern {
     name: String,

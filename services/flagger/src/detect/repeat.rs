@@ -5,8 +5,9 @@
 //! inserted at its event time, so late and out-of-order calls land where they belong, and each
 //! rule counts the identity's calls in `(t - window, t]` with two binary searches.
 
-use lantern_shared::config::{AgeBand, Channel, Config, Identity, Severity};
-use lantern_shared::pseudonym::CallerRef;
+use lantern_shared::config::Config;
+use lantern_shared::domain::pseudonym::CallerRef;
+use lantern_shared::domain::{AgeBand, Channel, Identity, Severity};
 use lantern_shared::Span;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -75,7 +76,7 @@ pub struct Rules {
 impl Rules {
     /// Compiles the config; exclusions are normalised and pseudonymised with the same
     /// code that handles incoming numbers, so any format of an excluded number matches.
-    pub fn from_config(config: &Config, ingest: &lantern_shared::event::IngestContext) -> Rules {
+    pub fn from_config(config: &Config, ingest: &lantern_shared::domain::ingest::IngestContext) -> Rules {
         let rc = &config.repeat_callers;
         let rules = rc
             .rules
@@ -131,7 +132,7 @@ pub struct CallFacts {
     pub address: Option<CallerRef>,
 }
 
-pub use lantern_shared::flag::{FlagStatus, RuleReason};
+pub use lantern_shared::domain::flag::{FlagStatus, RuleReason};
 
 /// A flag to publish for one identity at one call.
 #[derive(Debug, Clone, PartialEq)]
@@ -381,5 +382,7 @@ fn count_in(calls: &[u64], from_ms: i64, to_ms: i64, filter: Option<&Rule>) -> u
     }
 }
 
+#[cfg(test)]
+mod examples;
 #[cfg(test)]
 mod tests;

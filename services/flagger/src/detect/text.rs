@@ -6,7 +6,7 @@
 //! prefix; one Aho-Corasick automaton finds every phrase of a set in one pass.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use lantern_shared::lexicon::{fold, fold_char, is_word_char};
+use lantern_shared::domain::text::{fold, fold_char, is_word_char};
 
 /// How many characters of note a reason carries.
 pub const SNIPPET_CHARS: usize = 160;
@@ -158,7 +158,7 @@ impl<'a> Note<'a> {
     pub fn snippet(&self, first: usize, last: usize) -> String {
         let start = self.origin[self.spans[first].0];
         let end = self.origin.get(self.spans[last].1).copied().unwrap_or(self.text.len());
-        let masked = self.masked.get_or_init(|| lantern_shared::mask::mask(self.text).chars().collect());
+        let masked = self.masked.get_or_init(|| lantern_shared::domain::mask::mask(self.text).chars().collect());
         cut(self.text, masked, start, end)
     }
 }
@@ -205,7 +205,7 @@ impl PhraseSet {
 /// note first, so cutting can never leave part of a number at an edge. A match longer than the
 /// snippet is cut to its first [`SNIPPET_CHARS`] characters.
 pub fn snippet(text: &str, start: usize, end: usize) -> String {
-    let masked: Vec<char> = lantern_shared::mask::mask(text).chars().collect();
+    let masked: Vec<char> = lantern_shared::domain::mask::mask(text).chars().collect();
     cut(text, &masked, start, end)
 }
 

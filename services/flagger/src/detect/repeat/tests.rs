@@ -3,9 +3,10 @@
 //! identities, every rule option.
 
 use crate::replay::replay;
-use lantern_shared::config::{AgeBand, Channel, Config, Identity, RuleConfig, Severity};
-use lantern_shared::event::IngestContext;
-use lantern_shared::pseudonym::Pseudonymizer;
+use lantern_shared::config::{Config, RuleConfig};
+use lantern_shared::domain::ingest::IngestContext;
+use lantern_shared::domain::pseudonym::Pseudonymizer;
+use lantern_shared::domain::{AgeBand, Channel, Identity, Severity};
 use lantern_shared::Span;
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -216,7 +217,7 @@ proptest! {
         let config = config_of(&s);
         let ingest = IngestContext::new(Pseudonymizer::new(b"prop"), "GB", 300_000);
         let mut out = Vec::new();
-        replay(&config, &ingest, s.events_of_reader(), Some(&mut out)).expect("replay");
+        replay(&config, &ingest, chrono::Utc::now(), s.events_of_reader(), Some(&mut out)).expect("replay");
         let refs: HashMap<String, (Identity, usize)> = (0..3)
             .map(|i| (ingest.phone_ref(NUMBERS[i][0]).expect("ref").to_string(), (Identity::Phone, i)))
             .chain((1..2).map(|a| (ingest.pseudonymizer.address(&format!("ADDR-{a}")).to_string(), (Identity::Address, a))))

@@ -1,0 +1,44 @@
+//! The live flag page: static HTML, CSS and script from this binary (nothing from the
+//! internet). The script builds every element with textContent, so no event text is ever
+//! read as HTML.
+
+use super::ApiError;
+use crate::auth::User;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+
+const INDEX: &str = include_str!("../../static/index.html");
+const SCRIPT: &str = include_str!("../../static/desk.js");
+const STYLE: &str = include_str!("../../static/desk.css");
+
+pub async fn index(user: Result<User, ApiError>) -> Response {
+    match user {
+        Ok(_) => Html(INDEX).into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+pub async fn login_form() -> Html<String> {
+    login_page(None)
+}
+
+/// The sign-in form; `message` is one of our own fixed sentences, never user input.
+pub fn login_page(message: Option<&'static str>) -> Html<String> {
+    let note = message.map(|m| format!("<p class=\"error\" role=\"alert\">{m}</p>")).unwrap_or_default();
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Lantern: sign in</title><link rel=\"stylesheet\" href=\"/assets/desk.css\"></head><body class=\"login\">\
+         <main><h1>Lantern flag desk</h1>{note}<form method=\"post\" action=\"/login\">\
+         <label for=\"name\">Name</label><input id=\"name\" name=\"name\" autocomplete=\"username\" required autofocus>\
+         <label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+         <button type=\"submit\" id=\"sign-in\">Sign in</button></form></main></body></html>"
+    ))
+}
+
+pub async fn script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT)
+}
+
+pub async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE)
+}

@@ -1,0 +1,72 @@
+//! What every handler and the flag consumer share.
+
+use crate::auth::Auth;
+use crate::metrics::DeskMetrics;
+use arc_swap::ArcSwap;
+use lantern_shared::config::UserConfig;
+use lantern_shared::store::Db;
+use lantern_shared::{Clock, Config};
+use prometheus::Registry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub db: Db,
+    pub users: ArcSwap<Vec<UserConfig>>,
+    pub unit_savings: ArcSwap<BTreeMap<String, f64>>,
+    pub auth: Auth,
+    pub metrics: DeskMetrics,
+    /// Tells live streams that rows up to this seq exist.
+    pub updates: broadcast::Sender<i64>,
+    /// Cancelled at shutdown: live streams end, or the server would wait for them for ever.
+    pub stopping: CancellationToken,
+    pub clock: Clock,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The desk's state on `db`, with its metrics in `registry`; no broker needed (router
+    /// tests build one of these and call the router directly).
+    pub fn new(db: Db, config: &Config, registry: &Registry, clock: Clock) -> AppState {
+        let (updates, _) = broadcast::channel(1024);
+        AppState(Arc::new(Inner {
+            db,
+            users: ArcSwap::from_pointee(config.desk.users.clone()),
+            unit_savings: ArcSwap::from_pointee(config.desk.unit_savings.clone()),
+            auth: Auth::default(),
+            metrics: DeskMetrics::new(registry, config, clock.clone()),
+            updates,
+            stopping: CancellationToken::new(),
+            clock,
+        }))
+    }
+
+    /// Takes in a reloaded config: users (a removed user loses their session at once) and
+    /// savings figures.
+    pub fn reload(&self, config: &Config) {
+        self.users.store(Arc::new(config.desk.users.clone()));
+        self.unit_savings.store(Arc::new(config.desk.unit_savings.clone()));
+    }
+
+    /// Tells live streams that entries up to `seq` exist, and brings the open-flag figures up
+    /// to date.
+    pub async fn changed(&self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            let _ = self.updates.send(seq);
+        }
+        if let Err(e) = crate::metrics::refresh(&self.db, &self.metrics).await {
+            tracing::warn!(error = %e, "could not count open flags");
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Every statement the flagger runs, one named function each. The flagger owns `flagger_calls`,
+//! `flagger_repeat_flags`, `flagger_mh_flags` and `flagger_flag_messages`, and the view
+//! `flagger_caller_calls` through which the desk reads call history.
+
+use crate::detect::repeat::CallAttrs;
+use crate::detect::FlagMeta;
+use futures::TryStreamExt;
+use lantern_shared::domain::pseudonym::CallerRef;
+use lantern_shared::domain::{AgeBand, Channel, Identity, Severity};
+use lantern_shared::store::{with_list, Db, Tx, CHUNK};
+use lantern_shared::{with_db, with_tx};
+
+/// One counted call as stored.
+pub struct CallRow<'a> {
+    pub call_id: &'a str,
+    pub event_id: &'a str,
+    pub occurred_ms: i64,
+    pub channel: Channel,
+    pub division: Option<&'a str>,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub communal: Option<bool>,
+    pub age_band: Option<AgeBand>,
+}
+
+/// A call held in history, as read back: identities, event time, filter attributes.
+pub struct HistoryRow {
+    pub phone: Option<CallerRef>,
+    pub address: Option<CallerRef>,
+    pub occurred_ms: i64,
+    pub attrs: CallAttrs,
+}
+
+/// A call's mental-health flag as stored.
+pub struct MhFlagRow {
+    pub call_id: String,
+    pub flag_uuid: u128,
+    pub severity: Severity,
+    pub occurred_ms: i64,
+    pub raised_ms: i64,
+}
+
+/// A repeat-caller flag as stored.
+pub struct RepeatFlagRow {
+    pub identity: Identity,
+    pub caller_ref: CallerRef,
+    pub flag_uuid: u128,
+    pub t0_ms: i64,
+    pub raised_ms: i64,
+}
+
+/// A flag message waiting in the outbox.
+pub struct MessageRow {
+    pub seq: i64,
+    pub topic: String,
+    pub payload: String,
+}
+
+fn parse_mh(call_id: String, flag_id: &str, severity: &str, occurred_ms: i64, raised_ms: i64) -> Option<MhFlagRow> {
+    Some(MhFlagRow {
+        call_id,
+        flag_uuid: uuid::Uuid::parse_str(flag_id).ok()?.as_u128(),
+        severity: Severity::parse(severity)?,
+        occurred_ms,
+        raised_ms,
+    })
+}
+
+/// The highest outbox sequence number so far (0 when empty).
+pub async fn max_seq(db: &Db) -> Result<i64, sqlx::Error> {
+    let q = "SELECT MAX(seq) FROM flagger_flag_messages";
+    let max: Option<i64> = with_db!(db, |pool| sqlx::query_scalar(q).fetch_one(pool).await)?;
+    Ok(max.unwrap_or(0))
+}
+
+/// The event time of the newest call held, if any.
+pub async fn latest_call_ms(db: &Db) -> Result<Option<i64>, sqlx::Error> {
+    with_db!(db, |pool| sqlx::query_scalar("SELECT MAX(occurred_ms) FROM flagger_calls").fetch_one(pool).await)
+}
+
+/// Streams every call with event time from `from_ms` into `each`, row by row: holding them
+/// all at once would double the memory at start-up.
+pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(HistoryRow)) -> Result<(), sqlx::Error> {
+    type Row = (Option<String>, Option<String>, i64, String, Option<i16>, Option<String>);
+    let q = "SELECT phone_ref, address_ref, occurred_ms, channel, communal, age_band FROM flagger_calls WHERE occurred_ms >= $1";
+    let mut deliver = |(phone, address, occurred_ms, channel, communal, age): Row| {
+        let attrs = CallAttrs::new(
+            Channel::parse(&channel).unwrap_or(Channel::Other),
+            communal.map(|c| c != 0),
+            age.as_deref().and_then(AgeBand::parse),
+        );
+        each(HistoryRow {
+            phone: phone.as_deref().and_then(CallerRef::parse),
+            address: address.as_deref().and_then(CallerRef::parse),
+            occurred_ms,
+            attrs,
+        });
+    };
+    with_db!(db, |pool| {
+        let mut rows = sqlx::query_as::<_, Row>(q).bind(from_ms).fetch(pool);
+        while let Some(row) = rows.try_next().await? {
+            deliver(row);
+        }
+        Ok::<(), sqlx::Error>(())
+    })
+}
+
+/// Repeat-caller flags raised from `from_ms` (event time).
+pub async fn repeat_flags_since(db: &Db, from_ms: i64) -> Result<Vec<RepeatFlagRow>, sqlx::Error> {
+    let q = "SELECT identity, caller_ref, flag_id, t0_ms, raised_ms FROM flagger_repeat_flags WHERE t0_ms >= $1";
+    let rows: Vec<(String, String, String, i64, i64)> = with_db!(db, |pool| sqlx::query_as(q).bind(from_ms).fetch_all(pool).await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(identity, r, flag_id, t0_ms, raised_ms)| {
+            Some(RepeatFlagRow {
+                identity: Identity::parse(&identity).unwrap_or(Identity::Phone),
+                caller_ref: CallerRef::parse(&r)?,
+                flag_uuid: uuid::Uuid::parse_str(&flag_id).ok()?.as_u128(),
+                t0_ms,
+                raised_ms,
+            })
+        })
+        .collect())
+}
+
+/// Mental-health flags of calls from `from_ms` (event time).
+pub async fn mh_flags_since(db: &Db, from_ms: i64) -> Result<Vec<MhFlagRow>, sqlx::Error> {
+    let q = "SELECT call_id, flag_id, severity, occurred_ms, raised_ms FROM flagger_mh_flags WHERE occurred_ms >= $1";
+    let rows: Vec<(String, String, String, i64, i64)> = with_db!(db, |pool| sqlx::query_as(q).bind(from_ms).fetch_all(pool).await)?;
+    Ok(rows.into_iter().filter_map(|(c, f, s, o, r)| parse_mh(c, &f, &s, o, r)).collect())
+}
+
+/// Marks outbox messages `first..=last` published at `now_ms`, for each range.
+pub async fn mark_published(tx: &mut Tx<'_>, ranges: &[(i64, i64)], now_ms: i64) -> Result<(), sqlx::Error> {
+    let q = "UPDATE flagger_flag_messages SET published_ms = $1 WHERE seq >= $2 AND seq <= $3 AND published_ms IS NULL";
+    for (first, last) in ranges {
+        with_tx!(tx, |c| sqlx::query(q).bind(now_ms).bind(*first).bind(*last).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    }
+    Ok(())
+}
+
+/// Which of these calls are stored already, each with its mental-health flag if it has one.
+pub async fn known_calls(tx: &mut Tx<'_>, call_ids: &[&str]) -> Result<Vec<(String, Option<MhFlagRow>)>, sqlx::Error> {
+    let mut out = Vec::new();
+    for chunk in call_ids.chunks(CHUNK) {
+        type Row = (String, Option<String>, Option<String>, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = with_tx!(tx, |c| {
+            let sql = "SELECT c.call_id, m.flag_id, m.severity, m.occurred_ms, m.raised_ms FROM flagger_calls c \
+                       LEFT JOIN flagger_mh_flags m ON m.call_id = c.call_id WHERE c.call_id IN ";
+            with_list(sql, chunk).build_query_as().fetch_all(&mut **c).await
+        })?;
+        for (call_id, flag_id, severity, occurred, raised) in rows {
+            let flag = match (flag_id, severity, occurred, raised) {
+                (Some(f), Some(s), Some(o), Some(r)) => parse_mh(call_id.clone(), &f, &s, o, r),
+                _ => None,
+            };
+            out.push((call_id, flag));
+        }
+    }
+    Ok(out)
+}
+
+pub async fn insert_calls(tx: &mut Tx<'_>, rows: &[CallRow<'_>], now_ms: i64) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        with_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO flagger_calls (call_id, event_id, occurred_ms, channel, division, phone_ref, address_ref, communal, age_band, received_ms) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.call_id)
+                    .push_bind(r.event_id)
+                    .push_bind(r.occurred_ms)
+                    .push_bind(r.channel.as_str())
+                    .push_bind(r.division)
+                    .push_bind(r.phone.as_deref())
+                    .push_bind(r.address.as_deref())
+                    .push_bind(r.communal.map(i16::from))
+                    .push_bind(r.age_band.map(|a| a.as_str()))
+                    .push_bind(now_ms);
+            });
+            q.build().execute(&mut **c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+/// Newly raised repeat-caller flags: (flag id, what the flagger keeps, caller reference).
+pub async fn insert_repeat_flags(tx: &mut Tx<'_>, rows: &[(String, FlagMeta, String)]) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        with_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO flagger_repeat_flags (flag_id, identity, caller_ref, t0_ms, raised_ms) ");
+            q.push_values(chunk, |mut b, (id, meta, r)| {
+                b.push_bind(id.as_str())
+                    .push_bind(meta.identity.map(Identity::as_str).unwrap_or("phone"))
+                    .push_bind(r.as_str())
+                    .push_bind(meta.t0_ms)
+                    .push_bind(meta.raised_ms);
+            });
+            q.build().execute(&mut **c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+/// Newly raised mental-health flags: (call, flag id, severity, event time). A call older than
+/// the history kept may still have a flag here: the newest flag for the call is the one kept.
+pub async fn upsert_mh_flags(tx: &mut Tx<'_>, rows: &[(String, String, Severity, i64)], now_ms: i64) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        with_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO flagger_mh_flags (call_id, flag_id, severity, occurred_ms, raised_ms) ");
+            q.push_values(chunk, |mut b, (call, id, severity, occurred)| {
+                b.push_bind(call.as_str()).push_bind(id.as_str()).push_bind(severity.as_str()).push_bind(*occurred).push_bind(now_ms);
+            });
+            q.push(
+                " ON CONFLICT (call_id) DO UPDATE SET flag_id = excluded.flag_id, severity = excluded.severity, \
+                 occurred_ms = excluded.occurred_ms, raised_ms = excluded.raised_ms",
+            );
+            q.build().execute(&mut **c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+pub async fn update_mh_severity(tx: &mut Tx<'_>, call_id: &str, severity: Severity) -> Result<(), sqlx::Error> {
+    let q = "UPDATE flagger_mh_flags SET severity = $1 WHERE call_id = $2";
+    with_tx!(tx, |c| sqlx::query(q).bind(severity.as_str()).bind(call_id).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// New outbox rows: (seq, flag id, topic, payload).
+pub async fn insert_messages(tx: &mut Tx<'_>, rows: &[(i64, String, String, String)], now_ms: i64) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(CHUNK) {
+        with_tx!(tx, |c| {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO flagger_flag_messages (seq, flag_id, topic, payload, created_ms) ");
+            q.push_values(chunk, |mut b, (seq, id, topic, payload)| {
+                b.push_bind(*seq).push_bind(id.as_str()).push_bind(topic.as_str()).push_bind(payload.as_str()).push_bind(now_ms);
+            });
+            q.build().execute(&mut **c).await.map(|r| r.rows_affected())
+        })?;
+    }
+    Ok(())
+}
+
+/// Up to `limit` outbox messages not yet published, after `after`, in order.
+pub async fn unpublished(db: &Db, after: i64, limit: i64) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let q = "SELECT seq, topic, payload FROM flagger_flag_messages WHERE published_ms IS NULL AND seq > $1 ORDER BY seq LIMIT $2";
+    let rows: Vec<(i64, String, String)> = with_db!(db, |pool| sqlx::query_as(q).bind(after).bind(limit).fetch_all(pool).await)?;
+    Ok(rows.into_iter().map(|(seq, topic, payload)| MessageRow { seq, topic, payload }).collect())
+}
+
+/// Forgets calls before `calls_before_ms` (event time) and published messages created before
+/// `messages_before_ms`.
+pub async fn prune(db: &Db, calls_before_ms: i64, messages_before_ms: i64) -> Result<(), sqlx::Error> {
+    with_db!(db, |pool| sqlx::query("DELETE FROM flagger_calls WHERE occurred_ms < $1")
+        .bind(calls_before_ms)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+    let q = "DELETE FROM flagger_flag_messages WHERE published_ms IS NOT NULL AND created_ms < $1";
+    with_db!(db, |pool| sqlx::query(q).bind(messages_before_ms).execute(pool).await.map(|r| r.rows_affected()))?;
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! What a running Lantern cannot change without a restart: where it listens, which broker and
+//! database it uses, and its pseudonym key. A reload keeps these as they were and says so.
+
+use super::{BrokerConfig, Config, DatabaseConfig, ListenConfig, MqttConfig, PrivacyConfig};
+use serde::Serialize;
+use serde_json::Value;
+
+/// The restart-only part of a config, shaped as in the file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestartOnly {
+    pub mqtt: MqttConfig,
+    pub broker: BrokerConfig,
+    pub database: DatabaseConfig,
+    pub privacy: PrivacyConfig,
+    pub flagger: ListenConfig,
+    pub demand: ListenConfig,
+    pub desk: ListenConfig,
+}
+
+impl RestartOnly {
+    pub fn of(c: &Config) -> RestartOnly {
+        RestartOnly {
+            mqtt: c.mqtt.clone(),
+            broker: c.broker.clone(),
+            database: c.database.clone(),
+            privacy: c.privacy.clone(),
+            flagger: c.flagger.clone(),
+            demand: ListenConfig { listen: c.demand.listen.clone() },
+            desk: ListenConfig { listen: c.desk.listen.clone() },
+        }
+    }
+
+    /// Puts these settings into `c`, leaving the rest of it as it is.
+    pub fn apply_to(self, c: &mut Config) {
+        c.mqtt = self.mqtt;
+        c.broker = self.broker;
+        c.database = self.database;
+        c.privacy = self.privacy;
+        c.flagger = self.flagger;
+        c.demand.listen = self.demand.listen;
+        c.desk.listen = self.desk.listen;
+    }
+
+    /// True when the dotted key (`mqtt.url`, `desk.listen`, `demand.windows`) is restart-only.
+    pub fn covers(key: &str) -> bool {
+        let shape = serde_json::to_value(RestartOnly::of(&Config::default())).unwrap_or(Value::Null);
+        let mut at = &shape;
+        for part in key.split('.') {
+            match at.get(part) {
+                Some(v) => at = v,
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The config `new` with the restart-only settings of `old`: what a reload puts in force.
+pub fn applicable(old: &Config, new: &Config) -> Config {
+    let mut c = new.clone();
+    RestartOnly::of(old).apply_to(&mut c);
+    c
+}

@@ -1,0 +1,110 @@
+//! What every Lantern service builds and starts the same way: its database, its listener and
+//! metrics registry, its broker connection, and the health routes beside its own.
+
+use crate::config::reload::Reload;
+use crate::runtime::http::{self, Readiness};
+use crate::runtime::mqtt::{self, Link};
+use crate::store::Db;
+use crate::Config;
+use anyhow::Context;
+use axum::Router;
+use prometheus::{IntGauge, Registry};
+use rumqttc::QoS;
+use std::net::SocketAddr;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub struct ServiceBase {
+    pub name: &'static str,
+    pub db: Db,
+    pub registry: Registry,
+    pub reloads: Option<broadcast::Receiver<Reload>>,
+    listener: Option<TcpListener>,
+    addr: SocketAddr,
+    /// Every task the service runs besides its consumer loop: HTTP server, checkpoints,
+    /// connection gauge. [`ServiceBase::stop`] waits for them all.
+    tasks: TaskTracker,
+    /// Broker settings need a restart, so they are fixed here; the rest of the config lives
+    /// with the service and reloads.
+    mqtt_url: String,
+    client_id: String,
+}
+
+/// A started service's broker link; its HTTP server and helpers run in the base's task tracker.
+pub struct Started {
+    pub link: Link,
+    pub hard_stop: CancellationToken,
+}
+
+impl ServiceBase {
+    /// Connects to the database (migrating it) and binds `listen` (port 0 picks a free port).
+    pub async fn build(name: &'static str, config: &Config, listen: &str) -> anyhow::Result<ServiceBase> {
+        let db = Db::connect(&config.database.url).await.with_context(|| format!("{name} database"))?;
+        let listener = http::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        Ok(ServiceBase {
+            name,
+            db,
+            registry: Registry::new(),
+            reloads: None,
+            listener: Some(listener),
+            addr,
+            tasks: TaskTracker::new(),
+            mqtt_url: config.mqtt.url.clone(),
+            client_id: config.client_id(name),
+        })
+    }
+
+    /// The address the service serves on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Connects to the broker as `<client_id>-<name>` with `subscriptions`, keeps
+    /// `connected` in step, and serves `routes` with `/healthz`, `/readyz` and `/metrics`
+    /// until `shutdown`.
+    pub fn start(
+        &mut self,
+        subscriptions: Vec<String>,
+        connected: &IntGauge,
+        dropped: Option<prometheus::IntCounter>,
+        routes: Router,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Started> {
+        let listener = self.listener.take().context("a service starts once")?;
+        let options = mqtt::options(&self.mqtt_url, &self.client_id).map_err(anyhow::Error::msg)?;
+        let hard_stop = CancellationToken::new();
+        let link = mqtt::connect(options, subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect(), hard_stop.clone(), dropped);
+        self.tasks.spawn(crate::runtime::telemetry::follow_connection(link.connected.clone(), connected.clone()));
+        let ops = http::ops_router(self.registry.clone(), Readiness { mqtt: link.connected.clone(), db: Some(self.db.clone()) });
+        let name = self.name;
+        let server = http::serve(listener, routes.merge(ops), shutdown.clone());
+        self.tasks.spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "{name}: the HTTP server stopped");
+            }
+        });
+        if let Db::Sqlite(pool) = &self.db {
+            self.tasks.spawn(crate::store::checkpoint_wal(pool.clone(), shutdown.clone()));
+        }
+        tracing::info!(listen = %self.addr, "{} running", self.name);
+        Ok(Started { link, hard_stop })
+    }
+
+    /// Runs a task of the service's own until the service stops.
+    pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, task: F) {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits for every task the service started (after shutdown is cancelled) and closes the
+    /// database.
+    pub async fn stop(&self) {
+        self.tasks.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.tasks.wait()).await.is_err() {
+            tracing::warn!("{}: some tasks did not stop within 10 s", self.name);
+        }
+        self.db.close().await;
+    }
+}
