@@ -117,3 +117,19 @@ fn the_fuzz_seeds_hold_the_properties() {
         }
     }
 }
+
+/// Every seed of every fuzz target, and every input a fuzzer once crashed on (kept as a seed
+/// named `regression-*`), holds its property here too, on the stable toolchain.
+#[test]
+fn every_fuzz_seed_and_past_crash_holds() {
+    let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let targets: [(&str, fn(&[u8])); 4] = [("event", fuzzing::event), ("lexicon", fuzzing::lexicon), ("config", fuzzing::config), ("flag", fuzzing::flag)];
+    let mut n = 0;
+    for (target, check) in targets {
+        for entry in std::fs::read_dir(seeds.join(target)).expect("seeds").flatten() {
+            check(&std::fs::read(entry.path()).expect("seed"));
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "{n} seeds");
+}

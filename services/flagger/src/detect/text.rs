@@ -202,7 +202,8 @@ impl PhraseSet {
 
 /// Up to [`SNIPPET_CHARS`] characters of the original note around the match `[start, end)`
 /// (byte offsets), whitespace runs made single spaces. Phone-like runs are masked in the whole
-/// note first, so cutting can never leave part of a number at an edge. A match longer than the
+/// note first, so cutting can never leave part of a number at an edge, and in the snippet
+/// again, for digits that only read as a number once cut or joined. A match longer than the
 /// snippet is cut to its first [`SNIPPET_CHARS`] characters.
 pub fn snippet(text: &str, start: usize, end: usize) -> String {
     let masked: Vec<char> = lantern_shared::domain::mask::mask(text).chars().collect();
@@ -225,5 +226,7 @@ fn cut(text: &str, masked: &[char], start: usize, end: usize) -> String {
     if s.chars().count() > SNIPPET_CHARS {
         s = s.chars().take(SNIPPET_CHARS).collect();
     }
-    s
+    // Cutting a long run of digits, or joining lines, can leave digits that read as a number
+    // where the whole note held none: mask again (masking keeps the length).
+    lantern_shared::domain::mask::mask(&s)
 }
