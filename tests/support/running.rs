@@ -1,7 +1,7 @@
 //! Lantern running: services in this process, or the real command as a child process.
 
 use crate::metric;
-use lantern_shared::Config;
+use lantern_shared::{Clock, Config};
 use std::path::Path;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -42,13 +42,30 @@ impl Running {
     }
 
     pub async fn demand(config: &Config) -> Running {
-        let demand = lantern_demand::Demand::build(config.clone()).await.expect("demand builds");
+        Running::demand_with_clock(config, Clock::System).await
+    }
+
+    /// A flagger that reads time from `clock`.
+    pub async fn flagger_with_clock(config: &Config, clock: Clock) -> Running {
+        let flagger = lantern_flagger::Flagger::build_with_clock(config.clone(), clock).await.expect("flagger builds");
+        let stop = CancellationToken::new();
+        Running::spawn("flagger", flagger.local_addr(), stop.clone(), flagger.run(stop)).await
+    }
+
+    /// A demand service that reads time from `clock`.
+    pub async fn demand_with_clock(config: &Config, clock: Clock) -> Running {
+        let demand = lantern_demand::Demand::build_with_clock(config.clone(), clock).await.expect("demand builds");
         let stop = CancellationToken::new();
         Running::spawn("demand", demand.local_addr(), stop.clone(), demand.run(stop)).await
     }
 
     pub async fn desk(config: &Config) -> Running {
-        let desk = lantern_desk::Desk::build(config.clone()).await.expect("desk builds");
+        Running::desk_with_clock(config, Clock::System).await
+    }
+
+    /// A desk that reads time from `clock`.
+    pub async fn desk_with_clock(config: &Config, clock: Clock) -> Running {
+        let desk = lantern_desk::Desk::build_with_clock(config.clone(), clock).await.expect("desk builds");
         let stop = CancellationToken::new();
         Running::spawn("desk", desk.local_addr(), stop.clone(), desk.run(stop)).await
     }

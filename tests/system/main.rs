@@ -10,9 +10,12 @@ mod demand;
 mod desk;
 mod flags;
 mod ingest;
+mod privacy;
 mod properties;
 mod reload;
+mod retention;
 mod robustness;
+mod sweep;
 
 /// The real `lantern` command, built for these tests.
 pub const LANTERN: &str = env!("CARGO_BIN_EXE_lantern-under-test");

@@ -182,16 +182,15 @@ impl Demand {
 
     async fn prune(&mut self) {
         let now = self.clock.now_ms();
-        let before = {
+        {
             let mut state = lock(&self.state);
             let before = now - state.keep_ms();
             state.prune(before);
-            before
-        };
-        let events_before = now - self.config.retention.event_ids.millis();
+        }
+        let r = &self.config.retention;
         let result = async {
-            store::prune(&self.db, before).await?;
-            processed::prune(&self.db, SERVICE, events_before).await
+            store::prune(&self.db, now - r.demand_calls.millis()).await?;
+            processed::prune(&self.db, SERVICE, now - r.event_ids.millis()).await
         }
         .await;
         if let Err(e) = result {

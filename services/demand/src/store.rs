@@ -101,17 +101,11 @@ pub async fn insert_mental_health(tx: &mut Tx<'_>, calls: &[(String, i64)]) -> R
     Ok(new)
 }
 
-/// Forgets calls and mental-health calls first seen before `before_ms` (event time).
-pub async fn prune(db: &Db, before_ms: i64) -> Result<(), sqlx::Error> {
-    with_db!(db, |pool| sqlx::query("DELETE FROM demand_calls WHERE first_ms < $1")
-        .bind(before_ms)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    with_db!(db, |pool| sqlx::query("DELETE FROM demand_mh WHERE occurred_ms < $1")
-        .bind(before_ms)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    Ok(())
+/// Deletes calls and mental-health calls first seen before `before_ms` (event time).
+pub async fn prune(db: &Db, before_ms: i64) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    for q in ["DELETE FROM demand_calls WHERE first_ms < $1", "DELETE FROM demand_mh WHERE occurred_ms < $1"] {
+        n += with_db!(db, |pool| sqlx::query(q).bind(before_ms).execute(pool).await.map(|r| r.rows_affected()))?;
+    }
+    Ok(n)
 }

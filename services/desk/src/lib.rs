@@ -16,6 +16,7 @@ pub mod feedback;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod privacy;
 pub mod service;
 pub mod state;
 pub mod store;

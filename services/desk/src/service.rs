@@ -3,9 +3,11 @@
 
 use crate::ingest::{self, Committed};
 use crate::state::AppState;
+use crate::store;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use lantern_shared::config::reload::Reload;
+use lantern_shared::domain::clock::rfc3339_ms;
 use lantern_shared::domain::flag::{FlagMessage, FlagRejection};
 use lantern_shared::runtime::consumer::{self, BatchConsumer, CommitError};
 use lantern_shared::runtime::mqtt::{Publisher, Received};
@@ -17,12 +19,16 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 const SERVICE: &str = "desk";
+/// How often records past their retention are pruned, by the service's clock.
+const PRUNE_EVERY_MS: i64 = 600_000;
 
 /// A built desk; call [`Desk::run`].
 pub struct Desk {
     base: ServiceBase,
     config: Config,
     state: AppState,
+    /// When pruning last ran, by the service's clock (ms).
+    last_prune_ms: i64,
 }
 
 impl Desk {
@@ -34,12 +40,17 @@ impl Desk {
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Desk> {
         let base = ServiceBase::build(SERVICE, &config, &config.desk.listen).await?;
         let state = AppState::new(base.db.clone(), &config, &base.registry, clock);
+        // Entries written before the audit log was chained are chained now, in order.
+        let mut tx = state.db.begin().await?;
+        store::seal_audit(&mut tx).await.context("sealing the audit log")?;
+        tx.commit().await?;
         crate::metrics::refresh(&state.db, &state.metrics).await.context("desk metrics from the database")?;
         crate::metrics::refresh_feedback(&state.db, &state.metrics).await.context("desk feedback metrics from the database")?;
         if config.desk.users.is_empty() {
             tracing::warn!("no [[desk.users]] in config: nobody can sign in to the desk (make one with `lantern hash-password`)");
         }
-        Ok(Desk { base, config, state })
+        let last_prune_ms = state.clock.now_ms();
+        Ok(Desk { base, config, state, last_prune_ms })
     }
 
     pub fn with_reloads(mut self, reloads: broadcast::Receiver<Reload>) -> Desk {
@@ -61,8 +72,43 @@ impl Desk {
             stopping.cancel();
         });
         let reloads = self.base.reloads.take();
-        consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(15)).await;
+        consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(5)).await;
         self.base.stop().await;
+        Ok(())
+    }
+
+    /// Deletes what is past its retention, in one transaction; pruning the audit log is itself
+    /// written to the audit log.
+    async fn prune(&mut self) -> Result<(), sqlx::Error> {
+        let now = self.state.clock.now_ms();
+        let r = &self.config.retention;
+        let before = store::PruneBefore {
+            updates: now - r.desk_updates.millis(),
+            open_flags: now - r.flags.millis(),
+            outcomes: now - r.outcomes.millis(),
+            feedback: now - r.feedback.millis(),
+            sessions: now - r.sessions.millis(),
+            audit: now - r.audit.millis(),
+        };
+        let mut tx = self.state.db.begin().await?;
+        let (rows, audit) = store::prune(&mut tx, &before).await?;
+        if audit > 0 {
+            let reason = format!("{audit} entries before {} (retention.audit {})", rfc3339_ms(before.audit), r.audit);
+            let entry = store::AuditEntry {
+                at_ms: now,
+                user: "lantern",
+                role: "system",
+                action: "prune_audit",
+                target: "desk_audit",
+                reason: Some(&reason),
+            };
+            store::audit(&mut tx, &entry).await?;
+        }
+        tx.commit().await?;
+        if rows > 0 {
+            tracing::info!(rows, "pruned desk records past their retention");
+            self.state.changed(None).await;
+        }
         Ok(())
     }
 
@@ -118,6 +164,12 @@ impl BatchConsumer for Desk {
     async fn tick(&mut self, _out: &Publisher) {
         let _ = crate::metrics::refresh(&self.state.db, &self.state.metrics).await;
         let _ = crate::metrics::refresh_feedback(&self.state.db, &self.state.metrics).await;
+        if self.state.clock.now_ms() - self.last_prune_ms > PRUNE_EVERY_MS {
+            if let Err(e) = self.prune().await {
+                tracing::warn!(error = %e, "pruning failed; will try again");
+            }
+            self.last_prune_ms = self.state.clock.now_ms();
+        }
     }
 
     fn now(&self) -> DateTime<Utc> {

@@ -18,7 +18,7 @@ use lantern_shared::runtime::consumer::{self, BatchConsumer, CommitError};
 use lantern_shared::runtime::lock;
 use lantern_shared::runtime::mqtt::{Delivery, Publisher, Received};
 use lantern_shared::runtime::service::{ServiceBase, Started};
-use lantern_shared::store::{processed, Db};
+use lantern_shared::store::{erasures, processed, Db};
 use lantern_shared::{Clock, Config};
 use prometheus::Registry;
 use std::net::SocketAddr;
@@ -45,6 +45,8 @@ pub struct Flagger {
     outbox: Outbox,
     /// When pruning last ran, by the service's clock (ms).
     last_prune_ms: i64,
+    /// The latest erasure seen (`shared_erasures`): a newer one means memory must be read again.
+    last_erasure: i64,
 }
 
 /// What one batch committed: flags to publish and duplicates seen.
@@ -77,6 +79,7 @@ impl Flagger {
             detector,
             next_seq: 1,
             outbox: Outbox::default(),
+            last_erasure: 0,
         };
         flagger.rebuild().await?;
         Ok(flagger)
@@ -104,6 +107,7 @@ impl Flagger {
     /// Rebuilds the in-memory history from the database, as at start-up.
     async fn rebuild(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
+        let erasure = erasures::latest(&self.db).await?;
         let mut detector = Detector::new(&self.config, &self.ingest);
         self.next_seq = store::max_seq(&self.db).await? + 1;
         if let Some(latest) = store::latest_call_ms(&self.db).await? {
@@ -133,6 +137,7 @@ impl Flagger {
             "caller history rebuilt from the database"
         );
         *lock(&self.detector) = detector;
+        self.last_erasure = erasure;
         Ok(())
     }
 
@@ -217,19 +222,36 @@ impl Flagger {
         }
     }
 
-    /// Forgets calls no rule window can reach and event ids past their retention.
+    /// After an erasure (`lantern erase`), reads history again from the database, where the
+    /// erased calls and flags are gone.
+    async fn forget_erased(&mut self) {
+        match erasures::latest(&self.db).await {
+            Ok(n) if n != self.last_erasure => {
+                tracing::info!("records were erased; reading caller history again");
+                if let Err(e) = self.rebuild().await {
+                    tracing::error!(error = %e, "could not read caller history again after an erasure; will try again");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check for erasures"),
+        }
+    }
+
+    /// Forgets from memory the calls no rule window can reach, and deletes from the database
+    /// what is past its retention.
     async fn prune(&mut self) {
         let now = self.clock.now_ms();
-        let cutoff = now - self.history_ms();
-        let dropped = lock(&self.detector).prune(cutoff, now - MH_CALL_MEMORY_MS);
-        let events_before = now - self.config.retention.event_ids.millis();
+        let dropped = lock(&self.detector).prune(now - self.history_ms(), now - MH_CALL_MEMORY_MS);
+        let r = &self.config.retention;
+        let before =
+            store::PruneBefore { calls: now - r.calls.millis(), flags: now - r.flags.millis(), messages: now - r.flag_messages.millis() };
         let result = async {
-            store::prune(&self.db, cutoff, events_before).await?;
-            processed::prune(&self.db, SERVICE, events_before).await
+            let rows = store::prune(&self.db, &before).await?;
+            Ok::<u64, sqlx::Error>(rows + processed::prune(&self.db, SERVICE, now - r.event_ids.millis()).await?)
         }
         .await;
         match result {
-            Ok(_) => tracing::info!(calls = dropped, "pruned history past the longest window"),
+            Ok(rows) => tracing::info!(calls = dropped, rows, "pruned history past the longest window and records past their retention"),
             Err(e) => tracing::warn!(error = %e, "pruning failed; will try again"),
         }
     }
@@ -282,6 +304,7 @@ impl BatchConsumer for Flagger {
 
     async fn tick(&mut self, out: &Publisher) {
         self.outbox.mark(&self.db, self.clock.now_ms()).await;
+        self.forget_erased().await;
         self.outbox.publish_stored(&self.db, out, &self.metrics).await;
         if self.clock.now_ms() - self.last_prune_ms > PRUNE_EVERY_MS {
             self.prune().await;

@@ -248,15 +248,108 @@ pub async fn unpublished(db: &Db, after: i64, limit: i64) -> Result<Vec<MessageR
     Ok(rows.into_iter().map(|(seq, topic, payload)| MessageRow { seq, topic, payload }).collect())
 }
 
-/// Forgets calls before `calls_before_ms` (event time) and published messages created before
-/// `messages_before_ms`.
-pub async fn prune(db: &Db, calls_before_ms: i64, messages_before_ms: i64) -> Result<(), sqlx::Error> {
-    with_db!(db, |pool| sqlx::query("DELETE FROM flagger_calls WHERE occurred_ms < $1")
-        .bind(calls_before_ms)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected()))?;
-    let q = "DELETE FROM flagger_flag_messages WHERE published_ms IS NOT NULL AND created_ms < $1";
-    with_db!(db, |pool| sqlx::query(q).bind(messages_before_ms).execute(pool).await.map(|r| r.rows_affected()))?;
-    Ok(())
+/// Cut-off times (ms) for pruning the flagger's tables, one per kind of record.
+pub struct PruneBefore {
+    pub calls: i64,
+    pub flags: i64,
+    pub messages: i64,
+}
+
+/// Deletes what is past its retention: calls by event time, flags by the time they were
+/// raised for, published flag messages by creation. Unpublished messages are kept.
+pub async fn prune(db: &Db, before: &PruneBefore) -> Result<u64, sqlx::Error> {
+    let statements = [
+        ("DELETE FROM flagger_calls WHERE occurred_ms < $1", before.calls),
+        ("DELETE FROM flagger_repeat_flags WHERE t0_ms < $1", before.flags),
+        ("DELETE FROM flagger_mh_flags WHERE occurred_ms < $1", before.flags),
+        ("DELETE FROM flagger_flag_messages WHERE published_ms IS NOT NULL AND created_ms < $1", before.messages),
+    ];
+    let mut n = 0;
+    for (q, cut) in statements {
+        n += with_db!(db, |pool| sqlx::query(q).bind(cut).execute(pool).await.map(|r| r.rows_affected()))?;
+    }
+    Ok(n)
+}
+
+// Subject access and erasure (SPEC section 10).
+
+/// A stored call: (call, event time, channel, division, phone ref, address ref).
+pub type CallRecord = (String, i64, String, Option<String>, Option<String>, Option<String>);
+
+/// Every record the flagger holds about these caller references (phone or address).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct CallerRecords {
+    pub calls: Vec<CallRecord>,
+    /// (flag, identity, caller ref, raised for, raised at)
+    pub repeat_flags: Vec<(String, String, String, i64, i64)>,
+    /// (call, flag, severity, event time, raised at)
+    pub mental_health_flags: Vec<(String, String, String, i64, i64)>,
+    /// (seq, flag, topic, payload, created)
+    pub flag_messages: Vec<(i64, String, String, String, i64)>,
+}
+
+impl CallerRecords {
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty() && self.repeat_flags.is_empty() && self.mental_health_flags.is_empty() && self.flag_messages.is_empty()
+    }
+
+    /// Every flag id among these records.
+    pub fn flag_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> =
+            self.repeat_flags.iter().map(|f| f.0.clone()).chain(self.mental_health_flags.iter().map(|f| f.1.clone())).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+}
+
+/// What the flagger holds about `refs`: their calls, the flags raised on their identities or
+/// their calls, and the flag messages of those flags.
+pub async fn caller_records(tx: &mut Tx<'_>, refs: &[&str]) -> Result<CallerRecords, sqlx::Error> {
+    let mut out = CallerRecords::default();
+    if refs.is_empty() {
+        return Ok(out);
+    }
+    for r in refs {
+        let q = "SELECT call_id, occurred_ms, channel, division, phone_ref, address_ref FROM flagger_calls \
+                 WHERE phone_ref = $1 OR address_ref = $1 ORDER BY occurred_ms";
+        out.calls.extend(with_tx!(tx, |c| sqlx::query_as(q).bind(*r).fetch_all(&mut **c).await)?);
+        let q = "SELECT flag_id, identity, caller_ref, t0_ms, raised_ms FROM flagger_repeat_flags WHERE caller_ref = $1 ORDER BY t0_ms";
+        out.repeat_flags.extend(with_tx!(tx, |c| sqlx::query_as(q).bind(*r).fetch_all(&mut **c).await)?);
+    }
+    out.calls.sort_by_key(|c| (c.1, c.0.clone()));
+    out.calls.dedup();
+    let call_ids: Vec<&str> = out.calls.iter().map(|c| c.0.as_str()).collect();
+    for chunk in call_ids.chunks(CHUNK) {
+        let sql = "SELECT call_id, flag_id, severity, occurred_ms, raised_ms FROM flagger_mh_flags WHERE call_id IN ";
+        out.mental_health_flags.extend(with_tx!(tx, |c| with_list(sql, chunk).build_query_as().fetch_all(&mut **c).await)?);
+    }
+    let flag_ids = out.flag_ids();
+    let ids: Vec<&str> = flag_ids.iter().map(String::as_str).collect();
+    for chunk in ids.chunks(CHUNK) {
+        let sql = "SELECT seq, flag_id, topic, payload, created_ms FROM flagger_flag_messages WHERE flag_id IN ";
+        out.flag_messages.extend(with_tx!(tx, |c| with_list(sql, chunk).build_query_as().fetch_all(&mut **c).await)?);
+    }
+    Ok(out)
+}
+
+/// Deletes the records [`caller_records`] finds. Counts elsewhere (demand's, the desk's) keep
+/// the calls; the rules here simply no longer see them.
+pub async fn erase_caller(tx: &mut Tx<'_>, records: &CallerRecords) -> Result<u64, sqlx::Error> {
+    let mut n = 0;
+    let call_ids: Vec<&str> = records.calls.iter().map(|c| c.0.as_str()).collect();
+    let flag_ids = records.flag_ids();
+    let flag_ids: Vec<&str> = flag_ids.iter().map(String::as_str).collect();
+    let deletes: [(&str, &[&str]); 4] = [
+        ("DELETE FROM flagger_calls WHERE call_id IN ", &call_ids),
+        ("DELETE FROM flagger_repeat_flags WHERE flag_id IN ", &flag_ids),
+        ("DELETE FROM flagger_mh_flags WHERE flag_id IN ", &flag_ids),
+        ("DELETE FROM flagger_flag_messages WHERE flag_id IN ", &flag_ids),
+    ];
+    for (sql, ids) in deletes {
+        for chunk in ids.chunks(CHUNK) {
+            n += with_tx!(tx, |c| with_list(sql, chunk).build().execute(&mut **c).await.map(|r| r.rows_affected()))?;
+        }
+    }
+    Ok(n)
 }

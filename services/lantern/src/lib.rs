@@ -1,5 +1,6 @@
 //! The `lantern` command's subcommands, callable from tests.
 
+pub mod privacy;
 pub mod run;
 pub mod simulate;
 
@@ -192,6 +193,45 @@ enum Command {
         #[command(subcommand)]
         command: MhCommand,
     },
+    /// Every record held about a caller, as JSON (a subject access request). Audited.
+    SubjectAccess {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+        /// The caller's phone number, in any format.
+        #[arg(long)]
+        number: Option<String>,
+        /// The caller's address id (UPRN), for records about the address.
+        #[arg(long)]
+        address: Option<String>,
+        /// Why: the request's reference, say. Written to the audit log.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Erase every record about a caller (calls, flags, outcomes, feedback, referrals). Audited.
+    Erase {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        number: Option<String>,
+        #[arg(long)]
+        address: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain; report the first broken link (exit 1) or that it is intact.
+    Verify {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -239,6 +279,9 @@ pub fn export_feedback(config_path: &Path, out: Option<&Path>) -> ExitCode {
 /// The `lantern` command line; `main` is only this.
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. } | Command::Simulate { .. }) {
+        lantern_shared::runtime::telemetry::init_tracing_stderr();
+    }
     match cli.command {
         Command::Run { config, services } => run::main(&config, &services),
         Command::CheckConfig { file, against } => check_config(&file, against.as_deref()),
@@ -248,6 +291,13 @@ pub fn cli_main() -> ExitCode {
         },
         Command::HashPassword => hash_password(),
         Command::Mh { command: MhCommand::ExportFeedback { config, out } } => export_feedback(&config, out.as_deref()),
+        Command::SubjectAccess { config, number, address, reason } => {
+            privacy::subject_access(&config, &privacy::Subject { number: number.as_deref(), address: address.as_deref() }, &reason)
+        }
+        Command::Erase { config, number, address, reason } => {
+            privacy::erase(&config, &privacy::Subject { number: number.as_deref(), address: address.as_deref() }, &reason)
+        }
+        Command::Audit { command: AuditCommand::Verify { config } } => privacy::audit_verify(&config),
         Command::Simulate { rate, duration, seed, calls_per_day, out, config } => {
             simulate::main(simulate::Args { rate, duration, seed, calls_per_day, out, config })
         }

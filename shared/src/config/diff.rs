@@ -28,9 +28,12 @@ fn needs_restart(path: &str) -> bool {
     RestartOnly::covers(path)
 }
 
+/// A value as a log line may show it: phone-like runs masked (`exclude_numbers`), and
+/// credentials in URLs redacted.
 fn show(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) if s.contains("://") => crate::store::redact_url(s),
+        Value::String(s) => crate::domain::mask::mask(s),
         Value::Null => "(unset)".into(),
         other => other.to_string(),
     }

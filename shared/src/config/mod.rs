@@ -135,6 +135,7 @@ impl Config {
         self.repeat_callers.check(&mut c);
         self.mental_health.check(&mut c);
         self.desk.check(&mut c);
+        self.retention.check(&mut c, self.longest_window(), self.repeat_callers.cooldown);
         out
     }
 

@@ -135,6 +135,18 @@ mod reloading {
     }
 
     #[test]
+    fn change_lines_redact_credentials_and_mask_numbers() {
+        let old = shipped();
+        let mut new = old.clone();
+        new.database.url = "postgres://lantern:s3cret@db.force.internal/lantern".into();
+        new.repeat_callers.exclude_numbers.push("0113 496 0999".into());
+        let text: Vec<String> = diff(&old, &new).into_iter().map(|c| c.text).collect();
+        let all = text.join("\n");
+        assert!(!all.contains("s3cret") && all.contains("db.force.internal"), "{all}");
+        assert!(!all.contains("496 0999") && all.contains("exclude_numbers: added #### ### ####"), "{all}");
+    }
+
+    #[test]
     fn rules_and_phrases_added_and_removed_are_named() {
         let old = shipped();
         let mut new = old.clone();

@@ -151,8 +151,10 @@ impl CallEvent {
             return Err(Rejection::new("not_object", format!("the payload must be a JSON object, not {}", type_name(&value))));
         };
 
-        let event_id = required_id(&obj, "event_id")?;
-        let call_id = required_id(&obj, "call_id")?;
+        // Ids are kept and echoed, so a number inside one becomes a keyed token: distinct
+        // numbers stay distinct ids, and no number is stored.
+        let event_id = ctx.mask_id(&required_id(&obj, "event_id")?);
+        let call_id = ctx.mask_id(&required_id(&obj, "call_id")?);
         let kind_text = required_str(&obj, "kind")?;
         let kind = EventKind::parse(kind_text).ok_or_else(|| {
             Rejection::new(
@@ -191,7 +193,8 @@ impl CallEvent {
                 format!("field `channel` is `{}`; it must be one of 999, 101, online, other", clip(channel_text)),
             )
         })?;
-        let division = optional_str(&obj, "division", 64, false)?.map(str::to_string);
+        // Labels become metric labels and rows: masked like everything typed.
+        let division = optional_str(&obj, "division", 64, false)?.map(mask);
 
         let caller = match field(&obj, "caller") {
             None => Caller::default(),
@@ -254,8 +257,8 @@ fn parse_caller(c: &Map<String, Value>, ctx: &IngestContext) -> Result<Caller, R
 }
 
 fn parse_incident(i: &Map<String, Value>) -> Result<Incident, Rejection> {
-    let kind = optional_str(i, "type", 128, false).map_err(|r| prefix("incident", r))?.map(str::to_string);
-    let grade = optional_str(i, "grade", 128, false).map_err(|r| prefix("incident", r))?.map(str::to_string);
+    let kind = optional_str(i, "type", 128, false).map_err(|r| prefix("incident", r))?.map(mask);
+    let grade = optional_str(i, "grade", 128, false).map_err(|r| prefix("incident", r))?.map(mask);
     let qualifiers = match field(i, "qualifiers") {
         None => Vec::new(),
         Some(Value::Array(items)) => {
@@ -274,7 +277,7 @@ fn parse_incident(i: &Map<String, Value>) -> Result<Incident, Rejection> {
                     Value::String(s) if s.chars().count() > 128 => {
                         return Err(Rejection::new("too_long", format!("field `incident.qualifiers[{n}]` is over 128 characters")))
                     }
-                    Value::String(s) => out.push(s.clone()),
+                    Value::String(s) => out.push(mask(s)),
                     other => return Err(wrong_type(&format!("incident.qualifiers[{n}]"), "a string", other)),
                 }
             }

@@ -64,4 +64,37 @@ impl IngestContext {
         }
         r
     }
+
+    /// An id with each phone-like run (see [`super::mask`]) replaced by the run's keyed token
+    /// (`~` and the pseudonym of its digits): the number is gone, and ids that differed only in
+    /// the number still differ. Ids without such a run come back as they were.
+    pub fn mask_id(&self, id: &str) -> String {
+        if id.chars().filter(char::is_ascii_digit).count() < 9 && !id.chars().any(|c| ('\u{FF10}'..='\u{FF19}').contains(&c)) {
+            return id.to_string();
+        }
+        let chars: Vec<char> = id.chars().collect();
+        let runs = super::mask::phone_like_runs(&chars);
+        if runs.is_empty() {
+            return id.to_string();
+        }
+        let mut out = String::with_capacity(id.len());
+        let mut at = 0;
+        for (start, end) in runs {
+            out.extend(&chars[at..start]);
+            let digits: String = chars[start..end]
+                .iter()
+                .filter_map(|c| c.to_digit(10).or_else(|| full_width_digit(*c)))
+                .map(|d| char::from(b'0' + d as u8))
+                .collect();
+            out.push('~');
+            out.push_str(&self.pseudonymizer.phone(&digits).to_string());
+            at = end;
+        }
+        out.extend(&chars[at..]);
+        out
+    }
+}
+
+fn full_width_digit(c: char) -> Option<u32> {
+    ('\u{FF10}'..='\u{FF19}').contains(&c).then(|| c as u32 - 0xFF10)
 }

@@ -39,7 +39,69 @@ fn is_separator(c: char) -> bool {
     matches!(c, ' ' | '-' | '.' | '/' | '_' | '\u{00A0}')
 }
 
-/// The character ranges `[start, end)` of every phone-like run in `chars`.
+/// Digits a possible number can have at most: 15 in E.164, and a `00` prefix.
+const MAX_DIGITS: usize = 17;
+
+/// A chain of digit groups joined by single separators (and parentheses), as written.
+struct Chain {
+    /// Where the chain starts (its `+` or `(` when it opens with one).
+    start: usize,
+    plus: bool,
+    /// Each group: where it starts and ends in the text, and its digits.
+    groups: Vec<(usize, usize, String)>,
+    /// Where the chain ends, a closing parenthesis included.
+    end: usize,
+}
+
+/// The chain starting at `i`, where `chars[i]` is a digit, or a `+` or `(` before one.
+fn chain_at(chars: &[char], i: usize) -> Chain {
+    let c = chars[i];
+    let opens = c == '+' || c == '(';
+    let mut chain = Chain { start: i, plus: c == '+', groups: Vec::new(), end: i };
+    let mut j = i + usize::from(opens);
+    let mut open_paren = c == '(';
+    loop {
+        let group_start = j;
+        let mut digits = String::new();
+        while let Some(d) = chars.get(j).and_then(|c| digit(*c)) {
+            digits.push(d);
+            j += 1;
+        }
+        if j == group_start {
+            break;
+        }
+        chain.groups.push((group_start, j, digits));
+        chain.end = j;
+        // Then one separator (with a parenthesis beside it at most) before the next group.
+        let mut k = j;
+        let mut seps = 0;
+        let mut parens = 0;
+        while let Some(&s) = chars.get(k) {
+            if s == ')' && open_paren && parens == 0 {
+                open_paren = false;
+                parens += 1;
+                chain.end = k + 1;
+            } else if s == '(' && parens == 0 && !open_paren {
+                open_paren = true;
+                parens += 1;
+            } else if is_separator(s) && seps == 0 {
+                seps += 1;
+            } else {
+                break;
+            }
+            k += 1;
+        }
+        if k == j || chars.get(k).and_then(|c| digit(*c)).is_none() {
+            break;
+        }
+        j = k;
+    }
+    chain
+}
+
+/// The character ranges `[start, end)` of every phone-like run in `chars`. A chain of groups
+/// that is not a possible number as a whole may hold one: `evt-07700900123-1` does, as does
+/// `ref 12 07700 900123`. The longest possible run of whole groups wins, leftmost first.
 pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -50,53 +112,35 @@ pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
             i += 1;
             continue;
         }
-        let start = i;
-        let mut digits = String::new();
-        let plus = c == '+';
-        let mut j = i + usize::from(opens);
-        let mut end = j;
-        let mut open_paren = c == '(';
-        loop {
-            // A group of digits.
-            let group_start = j;
-            while let Some(d) = chars.get(j).and_then(|c| digit(*c)) {
-                digits.push(d);
-                j += 1;
-            }
-            if j == group_start {
-                break;
-            }
-            end = j;
-            // Then one separator (with a parenthesis beside it at most) before the next group.
-            let mut k = j;
-            let mut seps = 0;
-            let mut parens = 0;
-            while let Some(&s) = chars.get(k) {
-                if s == ')' && open_paren && parens == 0 {
-                    open_paren = false;
-                    parens += 1;
-                    end = k + 1;
-                } else if s == '(' && parens == 0 && !open_paren {
-                    open_paren = true;
-                    parens += 1;
-                } else if is_separator(s) && seps == 0 {
-                    seps += 1;
-                } else {
-                    break;
+        let chain = chain_at(chars, i);
+        let groups = &chain.groups;
+        let total: usize = groups.iter().map(|g| g.2.len()).sum();
+        if total >= 9 {
+            let mut s = 0;
+            while s < groups.len() {
+                let mut found = None;
+                for e in (s..groups.len()).rev() {
+                    let digits: String = groups[s..=e].iter().map(|g| g.2.as_str()).collect();
+                    if digits.len() < 9 {
+                        break;
+                    }
+                    if digits.len() <= MAX_DIGITS && possible(s == 0 && chain.plus, &digits) {
+                        found = Some(e);
+                        break;
+                    }
                 }
-                k += 1;
+                match found {
+                    Some(e) => {
+                        let start = if s == 0 { chain.start } else { groups[s].0 };
+                        let end = if e + 1 == groups.len() { chain.end } else { groups[e].1 };
+                        out.push((start, end));
+                        s = e + 1;
+                    }
+                    None => s += 1,
+                }
             }
-            if k == j || chars.get(k).and_then(|c| digit(*c)).is_none() {
-                break;
-            }
-            j = k;
         }
-        if digits.len() >= 9 && possible(plus, &digits) {
-            out.push((start, end));
-            i = end;
-        } else {
-            i = end.max(i + 1);
-        }
+        i = chain.end.max(i + 1);
     }
     out
 }

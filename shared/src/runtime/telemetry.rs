@@ -4,14 +4,24 @@ use crate::domain::event::REJECT_REASONS;
 use crate::domain::EventKind;
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-/// Sets up `tracing` once: `LANTERN_LOG` (or `RUST_LOG`) filters, default `info`.
+/// Sets up `tracing` once, to standard output (services): `LANTERN_LOG` (or `RUST_LOG`)
+/// filters, default `info`.
 pub fn init_tracing() {
-    let filter =
-        std::env::var("LANTERN_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".to_string());
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_target(false).try_init();
 }
 
-/// Renders a registry in the Prometheus text format.
+/// Sets up `tracing` once, to standard error: for commands whose output is their standard
+/// output (`replay`, `subject-access`), so warnings never mix into it.
+pub fn init_tracing_stderr() {
+    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_target(false).with_writer(std::io::stderr).try_init();
+}
+
+fn filter() -> tracing_subscriber::EnvFilter {
+    let filter =
+        std::env::var("LANTERN_LOG").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_else(|_| "info,rumqttd=warn,sqlx=warn".to_string());
+    tracing_subscriber::EnvFilter::new(filter)
+}
+
 pub fn render(registry: &Registry) -> String {
     let mut buf = Vec::new();
     let _ = TextEncoder::new().encode(&registry.gather(), &mut buf);

@@ -8,6 +8,7 @@
 //! [`Db::kind`]. Tables are prefixed by the service that owns them (`flagger_`, `demand_`,
 //! `desk_`); `shared_processed_events` belongs to this module ([`processed`]).
 
+pub mod erasures;
 pub mod processed;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

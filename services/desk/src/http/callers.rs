@@ -8,6 +8,7 @@ use crate::store;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use lantern_shared::domain::duration::SpanError;
+use lantern_shared::domain::mask::mask;
 use lantern_shared::domain::pseudonym::CallerRef;
 use lantern_shared::domain::Role;
 use lantern_shared::Span;
@@ -26,7 +27,7 @@ pub async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     user.require(&[Role::Nurse])?;
-    let reason = q.reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).ok_or_else(|| {
+    let reason = q.reason.map(|r| mask(r.trim())).filter(|r| !r.is_empty()).ok_or_else(|| {
         ApiError::BadRequest("reason is required: say why you are looking at this caller's history (it is written to the audit log)".into())
     })?;
     if reason.len() > 500 {

@@ -19,6 +19,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -33,10 +35,15 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = %e, "desk database error");
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            ApiError::Internal(e) => {
+                tracing::error!(error = %e, "desk internal error");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         let message = match &self {
-            ApiError::Database(_) => "internal error; it has been logged".to_string(),
-            other => other.to_string(),
+            ApiError::Database(_) | ApiError::Internal(_) => "internal error; it has been logged".to_string(),
+            // Messages can echo what was sent: masked, like everything typed.
+            other => lantern_shared::domain::mask::mask(&other.to_string()),
         };
         let mut resp = (status, Json(serde_json::json!({"error": message}))).into_response();
         if status == StatusCode::UNAUTHORIZED {

@@ -104,7 +104,7 @@ pub async fn outcome(
     let Some(outcome) = Outcome::parse(&body.outcome) else {
         return Err(ApiError::BadRequest(format!("outcome `{}` must be one of {}", body.outcome, listed(&Outcome::ALL, Outcome::as_str))));
     };
-    let note = body.note.unwrap_or_default();
+    let note = mask(&body.note.unwrap_or_default());
     if note.len() > MAX_NOTE {
         return Err(ApiError::BadRequest(format!("note is over {MAX_NOTE} characters")));
     }

@@ -8,12 +8,15 @@ mod callers;
 mod error;
 mod flags;
 mod page;
+mod privacy;
 mod session;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use audit::csv as audit_csv;
 pub use error::{ApiError, JsonBody};
+pub use flags::flag_json;
 
 use crate::state::AppState;
 use axum::http::{header, HeaderValue};
@@ -40,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/callers/top", get(callers::top))
         .route("/api/callers/{caller_ref}", get(callers::history))
         .route("/api/audit", get(audit::entries))
+        .route("/api/subject-access", get(privacy::subject_access))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }

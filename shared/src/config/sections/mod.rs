@@ -4,13 +4,15 @@
 mod desk;
 mod mental_health;
 mod repeat_callers;
+mod retention;
 mod service;
 
 pub use desk::{DeskConfig, UserConfig};
 pub use mental_health::{CueConfig, MentalHealthConfig, PatternConfig};
 pub use repeat_callers::{RepeatCallersConfig, RuleConfig};
+pub use retention::RetentionConfig;
 pub(crate) use service::check_listen;
-pub use service::{BrokerConfig, DatabaseConfig, DemandConfig, IngestConfig, ListenConfig, MqttConfig, PrivacyConfig, RetentionConfig};
+pub use service::{BrokerConfig, DatabaseConfig, DemandConfig, IngestConfig, ListenConfig, MqttConfig, PrivacyConfig};
 
 use super::Problem;
 

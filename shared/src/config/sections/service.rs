@@ -1,5 +1,5 @@
 //! The sections that say where things are and how long they are kept: `[mqtt]`, `[broker]`,
-//! `[database]`, `[ingest]`, `[privacy]`, `[flagger]`, `[demand]`, `[retention]`.
+//! `[database]`, `[ingest]`, `[privacy]`, `[flagger]`, `[demand]`.
 
 use super::Checks;
 use crate::domain::Span;
@@ -169,20 +169,5 @@ impl DemandConfig {
         if self.max_divisions == 0 || self.max_divisions > 1000 {
             c.err("demand.max_divisions", "must be between 1 and 1000 (it bounds the label values Prometheus stores)");
         }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RetentionConfig {
-    /// How long past the longest rule window a call stays in history before it is pruned.
-    pub history_margin: Span,
-    /// How long processed event ids are remembered to spot duplicates.
-    pub event_ids: Span,
-}
-
-impl Default for RetentionConfig {
-    fn default() -> Self {
-        RetentionConfig { history_margin: Span::from_days(7), event_ids: Span::from_days(30) }
     }
 }

@@ -154,3 +154,39 @@ fn a_number_sent_in_the_wrong_field_is_not_echoed_in_the_error() {
     assert_eq!(r.reason, "unknown_kind");
     assert!(!r.error.contains("900123"), "{}", r.error);
 }
+
+#[test]
+fn numbers_in_ids_labels_and_incident_codes_are_masked_before_anything_keeps_them() {
+    let c = ctx();
+    let with = |event_id: &str, call_id: &str| {
+        let v: Value = serde_json::from_str(GOOD).unwrap();
+        let mut v = v.as_object().unwrap().clone();
+        v.insert("event_id".into(), event_id.into());
+        v.insert("call_id".into(), call_id.into());
+        v.insert("division".into(), "West 07700 900123".into());
+        v.insert(
+            "incident".into(),
+            serde_json::json!({"type": "CB 0113 496 0123", "grade": "07700900123", "qualifiers": ["ring +44 7700 900123"]}),
+        );
+        CallEvent::parse(Value::Object(v).to_string().as_bytes(), &c, now()).unwrap()
+    };
+    let a = with("evt-07700900123-1", "call-07700 900123");
+    let b = with("evt-07700900124-1", "call-07700 900124");
+    let kept = [
+        &a.event_id,
+        &a.call_id,
+        a.division.as_ref().unwrap(),
+        a.incident.kind.as_ref().unwrap(),
+        a.incident.grade.as_ref().unwrap(),
+        &a.incident.qualifiers[0],
+    ];
+    for text in kept {
+        let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+        assert!(!digits.contains("900123") && !digits.contains("4960123"), "{text}");
+    }
+    assert_eq!(a.division.as_deref(), Some("West ##### ######"));
+    assert!(a.event_id.starts_with("evt-~") && a.event_id.ends_with("-1"), "{}", a.event_id);
+    assert_ne!(a.event_id, b.event_id, "ids that differ only in a number stay distinct");
+    assert_ne!(a.call_id, b.call_id);
+    assert_eq!(with("LC-20261123-004211", "LC-20261123-004211").call_id, "LC-20261123-004211", "ordinary ids stay");
+}

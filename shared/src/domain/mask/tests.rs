@@ -101,3 +101,16 @@ fn masking_is_idempotent_and_leaves_no_run() {
         assert!(phone_like_runs(&chars).is_empty(), "{once}");
     }
 }
+
+#[test]
+fn a_number_inside_a_longer_chain_of_digits_is_still_found() {
+    let cases = [
+        ("evt-07700900123-1", "evt-###########-1"),
+        ("ref 12 07700 900123", "ref 12 ##### ######"),
+        ("07700900123/2", "###########/2"),
+        ("CAD 4521 0113 496 0123", "CAD 4521 #### ### ####"),
+    ];
+    for (text, want) in cases {
+        assert_eq!(mask(text), want, "{text}");
+    }
+}

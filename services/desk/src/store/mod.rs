@@ -2,6 +2,17 @@
 //! `desk_updates`, `desk_audit`, `desk_sessions` and `desk_feedback`; it reads call history
 //! only through the flagger's view `flagger_caller_calls`.
 
+mod audit;
+mod privacy;
+mod sessions;
+
+pub use audit::{
+    about as audit_about, audit, newest as audit_newest, seal as seal_audit, verify as verify_audit, AuditEntry, AuditRow, Broken,
+    Verified, AUDIT_LOCK,
+};
+pub use privacy::*;
+pub use sessions::*;
+
 use lantern_shared::domain::flag::FlagMessage;
 use lantern_shared::store::{Db, Tx};
 use lantern_shared::{with_db, with_tx};
@@ -32,18 +43,9 @@ pub struct FlagRow {
     pub closed_ms: Option<i64>,
 }
 
-const FLAG_COLUMNS: &str = "flag_id, kind, severity, status, call_id, caller_ref, channel, division, payload, raised_ms, updated_ms, \
+pub(crate) const FLAG_COLUMNS: &str =
+    "flag_id, kind, severity, status, call_id, caller_ref, channel, division, payload, raised_ms, updated_ms, \
                             acknowledged_by, acknowledged_ms, outcome, note, closed_by, closed_ms";
-
-/// One line of the audit log.
-pub struct AuditEntry<'a> {
-    pub at_ms: i64,
-    pub user: &'a str,
-    pub role: &'a str,
-    pub action: &'a str,
-    pub target: &'a str,
-    pub reason: Option<&'a str>,
-}
 
 /// A stored call of a caller, from the flagger's view.
 pub type CallerCall = (String, i64, String, Option<String>);
@@ -133,20 +135,6 @@ pub async fn record_feedback(tx: &mut Tx<'_>, flag_id: &str, by: &str, verdict: 
         .map(|r| r.rows_affected()))
 }
 
-pub async fn audit(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
-    let q = "INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason) VALUES ($1, $2, $3, $4, $5, $6)";
-    with_tx!(tx, |c| sqlx::query(q)
-        .bind(e.at_ms)
-        .bind(e.user)
-        .bind(e.role)
-        .bind(e.action)
-        .bind(e.target)
-        .bind(e.reason)
-        .execute(&mut **c)
-        .await
-        .map(|_| ()))
-}
-
 // Reads for the page and the API.
 
 pub async fn flags(db: &Db, status: Option<&str>, kind: Option<&str>, limit: i64) -> Result<Vec<FlagRow>, sqlx::Error> {
@@ -202,37 +190,6 @@ pub async fn top_callers(db: &Db, since_ms: i64, limit: i64) -> Result<Vec<(Stri
                  WHERE address_ref IS NOT NULL AND occurred_ms >= $1 GROUP BY address_ref \
              ) t ORDER BY n DESC, ref LIMIT $2";
     with_db!(db, |pool| sqlx::query_as(q).bind(since_ms).bind(limit).fetch_all(pool).await)
-}
-
-/// The newest audit entries: (at, user, role, action, target, reason).
-pub async fn audit_entries(db: &Db, limit: i64) -> Result<Vec<(i64, String, String, String, String, Option<String>)>, sqlx::Error> {
-    let q = "SELECT at_ms, user_name, role, action, target, reason FROM desk_audit ORDER BY id DESC LIMIT $1";
-    with_db!(db, |pool| sqlx::query_as(q).bind(limit).fetch_all(pool).await)
-}
-
-// Sessions.
-
-/// Stores a session by its token's hash, deleting sessions that began before `expired_before`.
-pub async fn start_session(db: &Db, token_hash: &str, name: &str, role: &str, now_ms: i64, expired_before: i64) -> Result<(), sqlx::Error> {
-    let mut tx = db.begin().await?;
-    with_tx!(&mut tx, |c| sqlx::query("DELETE FROM desk_sessions WHERE created_ms < $1")
-        .bind(expired_before)
-        .execute(&mut **c)
-        .await
-        .map(|_| ()))?;
-    let q = "INSERT INTO desk_sessions (token_hash, name, role, created_ms) VALUES ($1, $2, $3, $4)";
-    with_tx!(&mut tx, |c| sqlx::query(q).bind(token_hash).bind(name).bind(role).bind(now_ms).execute(&mut **c).await.map(|_| ()))?;
-    tx.commit().await
-}
-
-pub async fn end_session(db: &Db, token_hash: &str) -> Result<(), sqlx::Error> {
-    with_db!(db, |pool| sqlx::query("DELETE FROM desk_sessions WHERE token_hash = $1").bind(token_hash).execute(pool).await.map(|_| ()))
-}
-
-/// A stored session: (name, role, began).
-pub async fn session(db: &Db, token_hash: &str) -> Result<Option<(String, String, i64)>, sqlx::Error> {
-    let q = "SELECT name, role, created_ms FROM desk_sessions WHERE token_hash = $1";
-    with_db!(db, |pool| sqlx::query_as(q).bind(token_hash).fetch_optional(pool).await)
 }
 
 // Figures for the metrics and the feedback export.
