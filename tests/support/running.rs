@@ -63,6 +63,15 @@ impl Running {
         Running::desk_with_clock(config, Clock::System).await
     }
 
+    /// A desk that applies live reloads of the file at `watch` and reads time from `clock`.
+    pub async fn desk_watching(config: &Config, watch: &Path, clock: Clock) -> Running {
+        let desk = lantern_desk::Desk::build_with_clock(config.clone(), clock).await.expect("desk builds");
+        let stop = CancellationToken::new();
+        let reloader = lantern_shared::config::reload::Reloader::start(watch.to_path_buf(), config.clone(), stop.clone());
+        let desk = desk.with_reloads(reloader.subscribe());
+        Running::spawn("desk", desk.local_addr(), stop.clone(), desk.run(stop)).await
+    }
+
     /// A desk that reads time from `clock`.
     pub async fn desk_with_clock(config: &Config, clock: Clock) -> Running {
         let desk = lantern_desk::Desk::build_with_clock(config.clone(), clock).await.expect("desk builds");

@@ -194,6 +194,24 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     let shot = browser.screenshot().await.expect("screenshot");
     let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desk-screenshot-model.png"), shot);
 
+    // The session ends (here: deleted, as sign-out elsewhere or the idle timeout would): the open
+    // page goes to the sign-in form by itself, with no browser password prompt on the way.
+    execute(&db.url, "DELETE FROM desk_sessions").await;
+    let asked: serde_json::Value = browser
+        .execute_async(
+            "const done = arguments[0]; fetch('/api/me', {headers: {'Accept': 'application/json'}}).then(r => done({status: r.status, challenge: r.headers.get('www-authenticate')}));",
+            vec![],
+        )
+        .await
+        .expect("fetch from the page");
+    assert_eq!(asked["status"], 401);
+    assert_eq!(asked["challenge"], serde_json::Value::Null, "the page's own request gets no Basic challenge: {asked}");
+    let signed_out = eventually(Duration::from_secs(40), || async {
+        browser.current_url().await.is_ok_and(|u| u.path() == "/login") && browser.find(Locator::Css("#name")).await.is_ok()
+    })
+    .await;
+    assert!(signed_out, "the page went to the sign-in form: {:?}", browser.current_url().await);
+
     let _ = browser.close().await;
     desk.stop().await;
     flagger.stop().await;

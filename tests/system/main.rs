@@ -15,6 +15,7 @@ mod properties;
 mod reload;
 mod retention;
 mod robustness;
+mod security;
 mod sweep;
 
 /// The real `lantern` command, built for these tests.

@@ -123,7 +123,9 @@ fn the_fuzz_seeds_hold_the_properties() {
 #[test]
 fn every_fuzz_seed_and_past_crash_holds() {
     let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
-    let targets: [(&str, fn(&[u8])); 4] = [("event", fuzzing::event), ("lexicon", fuzzing::lexicon), ("config", fuzzing::config), ("flag", fuzzing::flag)];
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 4] =
+        [("event", fuzzing::event), ("lexicon", fuzzing::lexicon), ("config", fuzzing::config), ("flag", fuzzing::flag)];
     let mut n = 0;
     for (target, check) in targets {
         for entry in std::fs::read_dir(seeds.join(target)).expect("seeds").flatten() {

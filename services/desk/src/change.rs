@@ -65,8 +65,20 @@ pub async fn apply(state: &AppState, user: &User, flag_id: &str, change: Change<
 
 /// Writes an audit entry of its own (signing in, viewing a caller's history).
 pub async fn audit(state: &AppState, user: &User, action: &str, target: &str, reason: Option<&str>) -> Result<(), sqlx::Error> {
+    audit_as(state, user, user.role.as_str(), action, target, reason).await
+}
+
+/// [`audit`] with the role written as given (`unknown` for a failed sign-in).
+pub async fn audit_as(
+    state: &AppState,
+    user: &User,
+    role: &str,
+    action: &str,
+    target: &str,
+    reason: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let mut tx = state.db.begin().await?;
-    let entry = AuditEntry { at_ms: state.clock.now_ms(), user: &user.name, role: user.role.as_str(), action, target, reason };
+    let entry = AuditEntry { at_ms: state.clock.now_ms(), user: &user.name, role, action, target, reason };
     store::audit(&mut tx, &entry).await?;
     tx.commit().await
 }

@@ -30,6 +30,7 @@ pub struct DeskMetrics {
     pub config_info: ConfigInfo,
     pub flags_rejected: IntCounterVec,
     pub feedback: IntCounterVec,
+    pub signin_failures: prometheus::IntCounter,
     /// Verdicts in force (the last per nurse per flag), by what raised the flag: each rule of a
     /// repeat-caller flag, each cue category of a mental-health flag. Precision by rule or
     /// category is useful / all.
@@ -37,7 +38,7 @@ pub struct DeskMetrics {
 }
 
 impl DeskMetrics {
-    pub fn new(registry: &Registry, config: &Config, clock: Clock) -> DeskMetrics {
+    pub fn new(registry: &Registry, config: &Config, clock: Clock, auth: Arc<crate::auth::Auth>) -> DeskMetrics {
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             telemetry::register(registry, IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{e}")))
         };
@@ -98,6 +99,18 @@ impl DeskMetrics {
         for agency in config.desk.unit_savings.keys() {
             savings.with_label_values(&[agency]);
         }
+        // The sign-in work: how many password hashes, and the most computed at once.
+        telemetry::computed_gauges(registry, "lantern_signin_hashes", "Password hashes computed for sign-ins since start.", &[], {
+            let auth = auth.clone();
+            move || vec![(Vec::new(), auth.hashes.load(std::sync::atomic::Ordering::Relaxed) as i64)]
+        });
+        telemetry::computed_gauges(
+            registry,
+            "lantern_signin_hashing_most_at_once",
+            "The most password hashes computed at the same time since start.",
+            &[],
+            move || vec![(Vec::new(), auth.most_at_once.load(std::sync::atomic::Ordering::Relaxed) as i64)],
+        );
         let config_info = ConfigInfo::new(registry);
         config_info.set(&lantern_shared::config::diff::fingerprint(config));
         DeskMetrics {
@@ -111,6 +124,11 @@ impl DeskMetrics {
             config_info,
             flags_rejected: telemetry::flag_messages_rejected(registry),
             feedback,
+            signin_failures: telemetry::register(
+                registry,
+                prometheus::IntCounter::new("lantern_signin_failures_total", "Sign-ins refused for a wrong name or password.")
+                    .unwrap_or_else(|e| panic!("{e}")),
+            ),
             feedback_by_reason: gauge(
                 "lantern_flag_feedback_verdicts",
                 "Verdicts in force on flags, by kind, by the rule or cue category that raised the flag, and by verdict.",

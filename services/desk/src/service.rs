@@ -10,6 +10,7 @@ use lantern_shared::config::reload::Reload;
 use lantern_shared::domain::clock::rfc3339_ms;
 use lantern_shared::domain::flag::{FlagMessage, FlagRejection};
 use lantern_shared::runtime::consumer::{self, BatchConsumer, CommitError};
+use lantern_shared::runtime::http::Tls;
 use lantern_shared::runtime::mqtt::{Publisher, Received};
 use lantern_shared::runtime::service::{ServiceBase, Started};
 use lantern_shared::{Clock, Config};
@@ -27,6 +28,8 @@ pub struct Desk {
     base: ServiceBase,
     config: Config,
     state: AppState,
+    /// The certificate and key when the desk serves HTTPS itself.
+    tls: Option<Tls>,
     /// When pruning last ran, by the service's clock (ms).
     last_prune_ms: i64,
 }
@@ -38,6 +41,10 @@ impl Desk {
 
     /// A desk that reads time from `clock` (tests move it).
     pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Desk> {
+        let tls = match (&config.desk.tls_cert_file, &config.desk.tls_key_file) {
+            (Some(cert), Some(key)) => Some(Tls::load(cert, key).await?),
+            _ => None,
+        };
         let base = ServiceBase::build(SERVICE, &config, &config.desk.listen).await?;
         let state = AppState::new(base.db.clone(), &config, &base.registry, clock);
         // Entries written before the audit log was chained are chained now, in order.
@@ -50,7 +57,7 @@ impl Desk {
             tracing::warn!("no [[desk.users]] in config: nobody can sign in to the desk (make one with `lantern hash-password`)");
         }
         let last_prune_ms = state.clock.now_ms();
-        Ok(Desk { base, config, state, last_prune_ms })
+        Ok(Desk { base, config, state, tls, last_prune_ms })
     }
 
     pub fn with_reloads(mut self, reloads: broadcast::Receiver<Reload>) -> Desk {
@@ -65,7 +72,8 @@ impl Desk {
     pub async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let connected = self.state.metrics.mqtt_connected.clone();
         let routes = crate::http::router(self.state.clone());
-        let Started { link, hard_stop } = self.base.start(vec![self.config.topic("flags/#")], &connected, None, routes, &shutdown)?;
+        let subscriptions = vec![self.config.topic("flags/#")];
+        let Started { link, hard_stop } = self.base.start_with(subscriptions, &connected, None, routes, &shutdown, self.tls.take())?;
         let (stopping, stop) = (self.state.stopping.clone(), shutdown.clone());
         self.base.spawn(async move {
             stop.cancelled().await;

@@ -19,13 +19,17 @@ pub struct Inner {
     pub db: Db,
     pub users: ArcSwap<Vec<UserConfig>>,
     pub unit_savings: ArcSwap<BTreeMap<String, f64>>,
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     pub metrics: DeskMetrics,
     /// Tells live streams that rows up to this seq exist.
     pub updates: broadcast::Sender<i64>,
     /// Cancelled at shutdown: live streams end, or the server would wait for them for ever.
     pub stopping: CancellationToken,
     pub clock: Clock,
+    /// The desk serves HTTPS itself (session cookies are then `__Host-` and Secure).
+    pub tls: bool,
+    /// `desk.session_idle_timeout`, in ms; follows reloads.
+    pub idle_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::ops::Deref for AppState {
@@ -40,15 +44,18 @@ impl AppState {
     /// tests build one of these and call the router directly).
     pub fn new(db: Db, config: &Config, registry: &Registry, clock: Clock) -> AppState {
         let (updates, _) = broadcast::channel(1024);
+        let auth = Arc::new(Auth::default());
         AppState(Arc::new(Inner {
             db,
             users: ArcSwap::from_pointee(config.desk.users.clone()),
             unit_savings: ArcSwap::from_pointee(config.desk.unit_savings.clone()),
-            auth: Auth::default(),
-            metrics: DeskMetrics::new(registry, config, clock.clone()),
+            metrics: DeskMetrics::new(registry, config, clock.clone(), auth.clone()),
+            auth,
             updates,
             stopping: CancellationToken::new(),
             clock,
+            tls: config.desk.tls_cert_file.is_some(),
+            idle_ms: std::sync::atomic::AtomicI64::new(config.desk.session_idle_timeout.millis()),
         }))
     }
 
@@ -57,6 +64,11 @@ impl AppState {
     pub fn reload(&self, config: &Config) {
         self.users.store(Arc::new(config.desk.users.clone()));
         self.unit_savings.store(Arc::new(config.desk.unit_savings.clone()));
+        self.idle_ms.store(config.desk.session_idle_timeout.millis(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn idle_ms(&self) -> i64 {
+        self.idle_ms.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tells live streams that entries up to `seq` exist, and brings the open-flag figures up

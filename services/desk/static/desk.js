@@ -57,7 +57,7 @@ function reasonText(r) {
 }
 
 async function api(path, options) {
-  const resp = await fetch(path, Object.assign({ credentials: "same-origin", headers: { "Content-Type": "application/json" } }, options || {}));
+  const resp = await fetch(path, Object.assign({ credentials: "same-origin", headers: { "Content-Type": "application/json", "Accept": "application/json" } }, options || {}));
   if (resp.status === 401) { window.location.href = "/login"; throw new Error("signed out"); }
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error(body.error || `HTTP ${resp.status}`);

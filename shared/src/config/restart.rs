@@ -14,7 +14,15 @@ pub struct RestartOnly {
     pub privacy: PrivacyConfig,
     pub flagger: ListenConfig,
     pub demand: ListenConfig,
-    pub desk: ListenConfig,
+    pub desk: DeskListen,
+}
+
+/// Where and how the desk serves: its address and its TLS files.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeskListen {
+    pub listen: String,
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl RestartOnly {
@@ -26,7 +34,11 @@ impl RestartOnly {
             privacy: c.privacy.clone(),
             flagger: c.flagger.clone(),
             demand: ListenConfig { listen: c.demand.listen.clone() },
-            desk: ListenConfig { listen: c.desk.listen.clone() },
+            desk: DeskListen {
+                listen: c.desk.listen.clone(),
+                tls_cert_file: c.desk.tls_cert_file.clone(),
+                tls_key_file: c.desk.tls_key_file.clone(),
+            },
         }
     }
 
@@ -39,6 +51,8 @@ impl RestartOnly {
         c.flagger = self.flagger;
         c.demand.listen = self.demand.listen;
         c.desk.listen = self.desk.listen;
+        c.desk.tls_cert_file = self.desk.tls_cert_file;
+        c.desk.tls_key_file = self.desk.tls_key_file;
     }
 
     /// True when the dotted key (`mqtt.url`, `desk.listen`, `demand.windows`) is restart-only.

@@ -134,6 +134,7 @@ names! {
     pub enum Role {
         Nurse = "nurse",
         Inspector = "inspector",
+        EarlyAction = "early_action",
         Admin = "admin",
     }
 }

@@ -7,6 +7,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use prometheus::Registry;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -54,7 +56,40 @@ pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-/// Serves until `shutdown` is cancelled, then finishes requests in flight.
+/// Serves until `shutdown` is cancelled, then finishes requests in flight. Handlers can read
+/// the client's address (`ConnectInfo<SocketAddr>`).
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// A certificate chain and key for serving HTTPS, read and checked.
+#[derive(Clone)]
+pub struct Tls(axum_server::tls_rustls::RustlsConfig);
+
+impl Tls {
+    /// Reads a PEM certificate chain and a PEM private key.
+    pub async fn load(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
+        // One TLS implementation for the whole process (ring); a second call changes nothing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot use the TLS certificate {} and key {}: {e}", cert.display(), key.display()))?;
+        Ok(Tls(config))
+    }
+}
+
+/// [`serve`] over HTTPS.
+pub async fn serve_tls(listener: TcpListener, router: Router, shutdown: CancellationToken, tls: Tls) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        stop.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
+    });
+    axum_server::from_tcp_rustls(listener.into_std()?, tls.0)
+        .handle(handle)
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+        .await
 }

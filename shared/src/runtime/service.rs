@@ -73,6 +73,19 @@ impl ServiceBase {
         routes: Router,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Started> {
+        self.start_with(subscriptions, connected, dropped, routes, shutdown, None)
+    }
+
+    /// [`ServiceBase::start`], serving HTTPS when `tls` is given.
+    pub fn start_with(
+        &mut self,
+        subscriptions: Vec<String>,
+        connected: &IntGauge,
+        dropped: Option<prometheus::IntCounter>,
+        routes: Router,
+        shutdown: &CancellationToken,
+        tls: Option<http::Tls>,
+    ) -> anyhow::Result<Started> {
         let listener = self.listener.take().context("a service starts once")?;
         let options = mqtt::options(&self.mqtt_url, &self.client_id).map_err(anyhow::Error::msg)?;
         let hard_stop = CancellationToken::new();
@@ -80,9 +93,14 @@ impl ServiceBase {
         self.tasks.spawn(crate::runtime::telemetry::follow_connection(link.connected.clone(), connected.clone()));
         let ops = http::ops_router(self.registry.clone(), Readiness { mqtt: link.connected.clone(), db: Some(self.db.clone()) });
         let name = self.name;
-        let server = http::serve(listener, routes.merge(ops), shutdown.clone());
+        let router = routes.merge(ops);
+        let stop = shutdown.clone();
         self.tasks.spawn(async move {
-            if let Err(e) = server.await {
+            let served = match tls {
+                Some(tls) => http::serve_tls(listener, router, stop, tls).await,
+                None => http::serve(listener, router, stop).await,
+            };
+            if let Err(e) = served {
                 tracing::error!(error = %e, "{name}: the HTTP server stopped");
             }
         });

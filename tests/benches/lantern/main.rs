@@ -5,6 +5,7 @@
 
 mod detection;
 mod pipeline;
+mod signin;
 mod startup;
 
 use chrono::{Duration, Utc};
@@ -74,6 +75,9 @@ fn main() {
     }
     if want("mental-health") {
         mental_health(&mut report);
+    }
+    if want("signin") {
+        signin::signin(&mut report);
     }
     if want("parse") {
         let params = lantern::simulate::Params::default();

@@ -26,7 +26,7 @@ pub async fn history(
     Path(caller_ref): Path<String>,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    user.require(&[Role::Nurse])?;
+    user.require_only(&[Role::Nurse])?;
     let reason = q.reason.map(|r| mask(r.trim())).filter(|r| !r.is_empty()).ok_or_else(|| {
         ApiError::BadRequest("reason is required: say why you are looking at this caller's history (it is written to the audit log)".into())
     })?;

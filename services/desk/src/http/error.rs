@@ -17,6 +17,10 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("too many failed sign-ins; try again in {0} s")]
+    TooManyAttempts(u64),
+    #[error("the desk is busy signing others in; try again in a moment")]
+    Busy,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("{0}")]
@@ -31,6 +35,8 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Database(e) => {
                 tracing::error!(error = %e, "desk database error");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -45,7 +51,17 @@ impl IntoResponse for ApiError {
             // Messages can echo what was sent: masked, like everything typed.
             other => lantern_shared::domain::mask::mask(&other.to_string()),
         };
+        let retry_after = match &self {
+            ApiError::TooManyAttempts(secs) => Some(*secs),
+            ApiError::Busy => Some(1),
+            _ => None,
+        };
         let mut resp = (status, Json(serde_json::json!({"error": message}))).into_response();
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        // API clients may answer with Basic; the page's own requests never see this challenge
+        // (the router's guard takes it off them), or the browser would show its own prompt.
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Basic realm=\"lantern\", charset=\"UTF-8\""));

@@ -17,12 +17,15 @@ mod tests;
 pub use audit::csv as audit_csv;
 pub use error::{ApiError, JsonBody};
 pub use flags::flag_json;
+pub use session::authenticate;
 
 use crate::state::AppState;
-use axum::http::{header, HeaderValue};
-use axum::response::Response;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
 use lantern_shared::domain::clock::rfc3339_ms;
 use serde_json::Value;
 
@@ -44,8 +47,69 @@ pub fn router(state: AppState) -> Router {
         .route("/api/callers/{caller_ref}", get(callers::history))
         .route("/api/audit", get(audit::entries))
         .route("/api/subject-access", get(privacy::subject_access))
+        .layer(axum::middleware::from_fn(guard))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// Whether a request comes from the desk's own origin: `Sec-Fetch-Site` when the browser sends
+/// it, else `Origin` against `Host`; `None` when neither is there (not a browser).
+fn same_origin(headers: &HeaderMap) -> Option<bool> {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return Some(site == "same-origin");
+    }
+    let origin = headers.get(header::ORIGIN)?.to_str().ok()?;
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/')).unwrap_or_default();
+    Some(!host.is_empty() && origin_host.eq_ignore_ascii_case(host))
+}
+
+/// True for a request a browser's page made: it sends `Sec-Fetch-*`, a cookie, or asks for HTML.
+fn from_a_browser(headers: &HeaderMap) -> bool {
+    headers.contains_key("sec-fetch-site")
+        || headers.contains_key("sec-fetch-mode")
+        || headers.contains_key(header::COOKIE)
+        || headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+}
+
+fn forbidden(why: &str) -> Response {
+    (StatusCode::FORBIDDEN, Json(serde_json::json!({"error": why}))).into_response()
+}
+
+/// Cross-site request forgery and the Basic challenge (SPEC section 6):
+/// - a request that changes anything, authenticated by the session cookie, must be JSON from
+///   the desk's own origin; signing in and out must not come from another origin;
+/// - the page's own requests never get `WWW-Authenticate: Basic` (the browser would show its
+///   own prompt, then keep sending those credentials); API clients still do.
+async fn guard(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let changes = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes {
+        let path = req.uri().path();
+        let origin = same_origin(headers);
+        if path == "/login" || path == "/logout" {
+            if origin == Some(false) {
+                return forbidden("signing in and out must come from the desk's own page");
+            }
+        } else if session::session_token(headers).is_some() {
+            let json = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")));
+            if !json {
+                return forbidden("a change made with the desk's session must be JSON (Content-Type: application/json)");
+            }
+            if origin != Some(true) {
+                return forbidden("a change made with the desk's session must come from the desk's own page");
+            }
+        }
+    }
+    let browser = from_a_browser(headers);
+    let mut resp = next.run(req).await;
+    if browser && resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    resp
 }
 
 /// Headers on every response: no inline script, no framing, no sniffing, no referrer.

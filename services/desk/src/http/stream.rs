@@ -18,6 +18,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 /// Entries read from the database at a time.
 const PAGE: i64 = 500;
+/// How often a stream checks that whoever opened it may still read it (SPEC: at least every
+/// 30 s); a user removed, whose role or password changed, or signed out, loses the stream.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
@@ -28,6 +31,7 @@ pub async fn stream(
     State(state): State<AppState>,
     user: User,
     headers: HeaderMap,
+    connect: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     Query(q): Query<StreamQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     user.require(&[Role::Nurse, Role::Inspector])?;
@@ -40,9 +44,20 @@ pub async fn stream(
         None => store::last_update(&state.db).await?,
     };
     let stopping = state.stopping.clone();
+    let from = connect.map(|c| c.0 .0.ip());
+    let who = (state.clone(), headers, user);
+    let mut checked = tokio::time::Instant::now();
     let events = futures::stream::unfold((state.db.clone(), rx, start, VecDeque::new()), move |(db, mut rx, mut after, mut queue)| {
         let stopping = stopping.clone();
+        let who = who.clone();
+        let due = checked.elapsed() >= RECHECK;
+        if due {
+            checked = tokio::time::Instant::now();
+        }
         async move {
+            if due && !still_allowed(&who.0, &who.1, from, &who.2).await {
+                return None;
+            }
             loop {
                 if let Some((seq, event, payload)) = queue.pop_front() {
                     let ev = Event::default().id(i64::to_string(&seq)).event(event).data(payload);
@@ -64,13 +79,22 @@ pub async fn stream(
                 // At shutdown the stream ends, so the server can stop and the page reconnects.
                 let told = tokio::select! {
                     _ = stopping.cancelled() => return None,
-                    r = rx.recv() => r,
+                    r = rx.recv() => Some(r),
+                    // Wake to check the reader again, even when nothing happens.
+                    _ = tokio::time::sleep(RECHECK) => None,
                 };
-                if let Err(RecvError::Closed) = told {
-                    return None;
+                match told {
+                    Some(Err(RecvError::Closed)) => return None,
+                    None if !still_allowed(&who.0, &who.1, from, &who.2).await => return None,
+                    _ => {}
                 }
             }
         }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+/// Whoever opened the stream may still read it, with the same role.
+async fn still_allowed(state: &AppState, headers: &HeaderMap, from: Option<std::net::IpAddr>, opened_by: &User) -> bool {
+    super::authenticate(state, headers, from).await.is_ok_and(|u| u == *opened_by)
 }

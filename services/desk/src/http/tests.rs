@@ -58,14 +58,15 @@ impl Desk {
         let token = self
             .state
             .auth
-            .start_session(&self.state.db, User { name: name.into(), role }, self.state.clock.now_ms())
+            .start_session(&self.state.db, &users, &User { name: name.into(), role }, self.state.clock.now_ms())
             .await
             .expect("session");
         format!("{COOKIE}={token}")
     }
 
     async fn call(&self, method: &str, uri: &str, user: Option<&str>, body: Option<Value>) -> (StatusCode, Value, axum::http::HeaderMap) {
-        let mut req = Request::builder().method(method).uri(uri);
+        // As the desk's own page sends it: its session cookie, from its own origin.
+        let mut req = Request::builder().method(method).uri(uri).header("sec-fetch-site", "same-origin");
         if let Some(name) = user {
             req = req.header(header::COOKIE, self.cookie(name).await);
         }
@@ -180,6 +181,8 @@ async fn bad_queries_and_bodies_are_refused_naming_what_is_wrong() {
         .method("POST")
         .uri(format!("/api/flags/{FLAG_ID}/feedback"))
         .header(header::COOKIE, d.cookie("nora").await)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("sec-fetch-site", "same-origin")
         .body(Body::from("{not json"))
         .expect("request");
     let resp = d.app.clone().oneshot(req).await.expect("response");
@@ -200,4 +203,58 @@ async fn feedback_is_recorded_masked_and_counted() {
     let (status, body, _) = d.call("POST", &uri, Some("nora"), Some(json!({"verdict": "great"}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["error"].as_str().expect("error").contains("useful, not_useful, wrong_person"));
+}
+
+#[tokio::test]
+async fn a_change_with_the_session_cookie_must_be_json_from_the_desks_own_origin() {
+    let d = desk().await;
+    let cookie = d.cookie("nora").await;
+    let ack = format!("/api/flags/{FLAG_ID}/acknowledge");
+    let send = |content_type: &'static str, origin: Option<(&'static str, &'static str)>| {
+        let mut req = Request::builder().method("POST").uri(&ack).header(header::HOST, "desk.force.local").header(header::COOKIE, &cookie);
+        req = req.header(header::CONTENT_TYPE, content_type);
+        if let Some((k, v)) = origin {
+            req = req.header(k, v);
+        }
+        d.app.clone().oneshot(req.body(Body::from("{}")).expect("request"))
+    };
+    // What a cross-site form can send: text/plain, or JSON from another origin.
+    let cross = [
+        ("text/plain", Some(("origin", "https://desk.force.local"))),
+        ("application/x-www-form-urlencoded", Some(("sec-fetch-site", "same-origin"))),
+        ("application/json", Some(("origin", "https://evil.example"))),
+        ("application/json", Some(("sec-fetch-site", "cross-site"))),
+        ("application/json", Some(("sec-fetch-site", "same-site"))),
+        ("application/json", None),
+    ];
+    for (content_type, origin) in cross {
+        let resp = send(content_type, origin).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{content_type} {origin:?}");
+    }
+    let resp = send("application/json", Some(("origin", "http://desk.force.local"))).await.expect("response");
+    assert_eq!(resp.status(), StatusCode::OK, "the page's own request");
+}
+
+#[tokio::test]
+async fn only_api_clients_are_offered_basic_sign_in() {
+    let d = desk().await;
+    let ask = |headers: &[(&'static str, &'static str)]| {
+        let mut req = Request::builder().uri("/api/flags");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        d.app.clone().oneshot(req.body(Body::empty()).expect("request"))
+    };
+    let api = ask(&[("accept", "application/json")]).await.expect("response");
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+    assert!(api.headers().contains_key(header::WWW_AUTHENTICATE), "an API client may sign in with Basic");
+    for page in [
+        &[("sec-fetch-site", "same-origin"), ("accept", "application/json")][..],
+        &[("cookie", "lantern_session=expired")],
+        &[("accept", "text/html")],
+    ] {
+        let resp = ask(page).await.expect("response");
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(!resp.headers().contains_key(header::WWW_AUTHENTICATE), "no browser prompt for {page:?}");
+    }
 }

@@ -2,9 +2,10 @@
 
 use super::service::check_listen;
 use super::Checks;
-use crate::domain::Role;
+use crate::domain::{Role, Span};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -13,6 +14,13 @@ pub struct DeskConfig {
     pub users: Vec<UserConfig>,
     /// Estimated saving per avoided section 136 detention, by agency, in pounds.
     pub unit_savings: BTreeMap<String, f64>,
+    /// A signed-in session ends after this long without a request (and after 12 hours in any case).
+    pub session_idle_timeout: Span,
+    /// Serve the desk over HTTPS with this certificate chain (PEM) and key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for DeskConfig {
@@ -25,6 +33,9 @@ impl Default for DeskConfig {
                 ("ambulance".to_string(), 130.0),
                 ("emergency_department".to_string(), 64.0),
             ]),
+            session_idle_timeout: Span::from_secs(30 * 60),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -52,6 +63,15 @@ impl DeskConfig {
                     "must be an argon2 hash in PHC form ($argon2id$v=19$...); make one with `lantern hash-password`",
                 );
             }
+        }
+        let idle = self.session_idle_timeout.millis();
+        if !(60_000..=12 * 3_600_000).contains(&idle) {
+            c.err("desk.session_idle_timeout", format!("is {}; it must be between 1m and 12h", self.session_idle_timeout));
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => c.err("desk.tls_key_file", "is needed with desk.tls_cert_file"),
+            (None, Some(_)) => c.err("desk.tls_cert_file", "is needed with desk.tls_key_file"),
+            _ => {}
         }
         for (agency, value) in &self.unit_savings {
             if !value.is_finite() || *value < 0.0 {
