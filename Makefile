@@ -29,11 +29,10 @@ conformance: build
 bench:
 	$(CARGO) bench -p lantern-tests --bench lantern
 
-# Lantern with the simulator playing a force's traffic at 60x, so dashboards fill up.
-demo: build
-	./target/release/lantern run --config config/lantern.toml & \
-	  pid=$$!; sleep 3; ./target/release/lantern simulate --rate 60 --duration 30m --config config/lantern.toml; \
-	  kill $$pid
+# Lantern with simulated traffic (new flags every few seconds), a throwaway demo nurse whose
+# password it prints, and Prometheus if installed; all in target/demo, never the real data.
+demo:
+	$(CARGO) run --release -p lantern -- demo --config config/lantern.toml
 
 # Each fuzz target for FUZZ_SECONDS (default 180) under cargo-fuzz, which needs a nightly
 # toolchain beside stable (the build itself never uses nightly). Seeds: fuzz/seeds/<target>.

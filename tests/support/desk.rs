@@ -37,7 +37,7 @@ pub fn desk_users() -> Vec<lantern_shared::config::UserConfig> {
         .map(|(name, role)| {
             let salt = SaltString::encode_b64(format!("salt-{name}-0123").as_bytes()).expect("salt");
             let hash = hasher.hash_password(format!("{name}-pass").as_bytes(), &salt).expect("hash").to_string();
-            lantern_shared::config::UserConfig { name: name.into(), role, password_hash: hash }
+            lantern_shared::config::UserConfig { name: name.into(), role, password_hash: hash, disabled: false }
         })
         .collect()
 }

@@ -34,6 +34,7 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     // A fixed port, so the page can reach the desk again after it restarts.
     world.config.desk.listen = format!("127.0.0.1:{}", free_port());
     let flagger = Running::flagger(&world.config).await;
+    let demand = Running::demand(&world.config).await;
     let desk = Running::desk(&world.config).await;
 
     let port = free_port();
@@ -194,6 +195,33 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     let shot = browser.screenshot().await.expect("screenshot");
     let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desk-screenshot-model.png"), shot);
 
+    // The demand page: calls by channel and window, service figures, open flags; live.
+    browser.goto(&desk.url("/demand")).await.expect("demand page");
+    let filled = eventually(Duration::from_secs(15), || async {
+        let rows = browser.find_all(Locator::Css("#calls tbody tr")).await.unwrap_or_default();
+        let flags = browser.find_all(Locator::Css("#open-flags tbody tr")).await.unwrap_or_default();
+        rows.len() == 12 && flags.len() == lantern_shared::domain::Severity::ALL.len()
+    })
+    .await;
+    let counted = (
+        browser.find_all(Locator::Css("#calls tbody tr")).await.map(|v| v.len()),
+        browser.find_all(Locator::Css("#open-flags tbody tr")).await.map(|v| v.len()),
+    );
+    assert!(filled, "the demand page shows calls for three windows and four channels, and open flags by severity: {counted:?}");
+    let calls = browser.find(Locator::Css("#calls")).await.expect("calls").text().await.expect("text");
+    assert!(calls.contains("15m") && calls.contains("999"), "{calls}");
+    let shot = browser.screenshot().await.expect("screenshot");
+    let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/demand-screenshot.png"), &shot);
+    // `LANTERN_DOCS_SCREENSHOTS=1 make test` refreshes the README's pictures.
+    if std::env::var_os("LANTERN_DOCS_SCREENSHOTS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+        let _ = std::fs::create_dir_all(&docs);
+        let _ = std::fs::write(docs.join("demand.png"), &shot);
+        let _ = std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desk-screenshot-model.png"), docs.join("desk.png"));
+    }
+    browser.goto(&desk.url("/")).await.expect("back to the flags");
+    browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("li.flag")).await.expect("flags again");
+
     // The session ends (here: deleted, as sign-out elsewhere or the idle timeout would): the open
     // page goes to the sign-in form by itself, with no browser password prompt on the way.
     execute(&db.url, "DELETE FROM desk_sessions").await;
@@ -214,5 +242,6 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
 
     let _ = browser.close().await;
     desk.stop().await;
+    demand.stop().await;
     flagger.stop().await;
 }

@@ -8,6 +8,7 @@ mod dashboards;
 mod delivery;
 mod demand;
 mod desk;
+mod first_run;
 mod flags;
 mod ingest;
 mod privacy;

@@ -317,6 +317,7 @@ mod tests {
             name: "nora".into(),
             role: Role::Nurse,
             password_hash: "$argon2id$v=19$m=1024,t=1,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g".into(),
+            disabled: false,
         }];
         let h = stand_in_hash(&users);
         assert!(h.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{h}");

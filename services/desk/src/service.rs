@@ -53,9 +53,6 @@ impl Desk {
         tx.commit().await?;
         crate::metrics::refresh(&state.db, &state.metrics).await.context("desk metrics from the database")?;
         crate::metrics::refresh_feedback(&state.db, &state.metrics).await.context("desk feedback metrics from the database")?;
-        if config.desk.users.is_empty() {
-            tracing::warn!("no [[desk.users]] in config: nobody can sign in to the desk (make one with `lantern hash-password`)");
-        }
         let last_prune_ms = state.clock.now_ms();
         Ok(Desk { base, config, state, tls, last_prune_ms })
     }

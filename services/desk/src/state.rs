@@ -47,7 +47,7 @@ impl AppState {
         let auth = Arc::new(Auth::default());
         AppState(Arc::new(Inner {
             db,
-            users: ArcSwap::from_pointee(config.desk.users.clone()),
+            users: ArcSwap::from_pointee(config.desk.active_users()),
             unit_savings: ArcSwap::from_pointee(config.desk.unit_savings.clone()),
             metrics: DeskMetrics::new(registry, config, clock.clone(), auth.clone()),
             auth,
@@ -62,7 +62,7 @@ impl AppState {
     /// Takes in a reloaded config: users (a removed user loses their session at once) and
     /// savings figures.
     pub fn reload(&self, config: &Config) {
-        self.users.store(Arc::new(config.desk.users.clone()));
+        self.users.store(Arc::new(config.desk.active_users()));
         self.unit_savings.store(Arc::new(config.desk.unit_savings.clone()));
         self.idle_ms.store(config.desk.session_idle_timeout.millis(), std::sync::atomic::Ordering::Relaxed);
     }

@@ -1,8 +1,10 @@
 //! The `lantern` command's subcommands, callable from tests.
 
+pub mod demo;
 pub mod privacy;
 pub mod run;
 pub mod simulate;
+pub mod users;
 
 use clap::{Parser, Subcommand};
 use lantern_shared::domain::ingest::IngestContext;
@@ -52,7 +54,9 @@ pub fn check_config_report(file: &Path, against: Option<&Path>) -> (bool, String
 
 fn load_for_replay(config_path: &Path) -> Result<(Config, IngestContext), String> {
     let config = Config::load(config_path).map_err(|p| format!("{}: {p}", config_path.display()))?;
-    let ingest = IngestContext::from_config(&config).map_err(|e| e.to_string())?;
+    // On a fresh checkout the key does not exist yet: make it as `run` does (with its warning).
+    let key = lantern_shared::domain::pseudonym::Pseudonymizer::load_or_create(&config.privacy.key_file).map_err(|e| e.to_string())?;
+    let ingest = IngestContext::new(key, &config.ingest.default_region, config.ingest.max_future_skew.millis());
     Ok((config, ingest))
 }
 
@@ -223,6 +227,65 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Lantern with simulated traffic and a throwaway demo nurse, in its own data folder.
+    Demo {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+        /// Where the demo keeps its database, key and users (never the real ones).
+        #[arg(long, default_value = "target/demo")]
+        data_dir: PathBuf,
+        /// Pace: 120 plays two hours of a force's calls a minute.
+        #[arg(long, default_value_t = 120.0)]
+        rate: f64,
+        /// Stop after this long, such as 10m (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<lantern_shared::Span>,
+    },
+    /// Desk accounts, kept in desk.users_file; every change is audited.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is asked for (or read from standard input), never an argument.
+    Add {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: lantern_shared::domain::Role,
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+    /// Stop a user signing in; their sessions end at once.
+    Disable {
+        name: String,
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+    /// Let a disabled user sign in again.
+    Enable {
+        name: String,
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+    /// Set a new password (asked for, or read from standard input); the user's sessions end.
+    Passwd {
+        name: String,
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+    /// List the users, their roles, and whether they may sign in.
+    List {
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+    },
+}
+
+fn parse_role(s: &str) -> Result<lantern_shared::domain::Role, String> {
+    use lantern_shared::domain::{listed, Role};
+    Role::parse(s).ok_or_else(|| format!("`{s}` is not a role; roles: {}", listed(&Role::ALL, Role::as_str)))
 }
 
 #[derive(Subcommand)]
@@ -279,7 +342,7 @@ pub fn export_feedback(config_path: &Path, out: Option<&Path>) -> ExitCode {
 /// The `lantern` command line; `main` is only this.
 pub fn cli_main() -> ExitCode {
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Run { .. } | Command::Simulate { .. }) {
+    if !matches!(cli.command, Command::Run { .. } | Command::Simulate { .. } | Command::Demo { .. }) {
         lantern_shared::runtime::telemetry::init_tracing_stderr();
     }
     match cli.command {
@@ -298,6 +361,14 @@ pub fn cli_main() -> ExitCode {
             privacy::erase(&config, &privacy::Subject { number: number.as_deref(), address: address.as_deref() }, &reason)
         }
         Command::Audit { command: AuditCommand::Verify { config } } => privacy::audit_verify(&config),
+        Command::Demo { config, data_dir, rate, duration } => demo::main(demo::Args { config, data_dir, rate, duration }),
+        Command::User { command } => match command {
+            UserCommand::Add { name, role, config } => users::change(&config, users::Change::Add { name, role }),
+            UserCommand::Disable { name, config } => users::change(&config, users::Change::Disable { name }),
+            UserCommand::Enable { name, config } => users::change(&config, users::Change::Enable { name }),
+            UserCommand::Passwd { name, config } => users::change(&config, users::Change::Passwd { name }),
+            UserCommand::List { config } => users::list(&config),
+        },
         Command::Simulate { rate, duration, seed, calls_per_day, out, config } => {
             simulate::main(simulate::Args { rate, duration, seed, calls_per_day, out, config })
         }

@@ -36,7 +36,14 @@ pub fn main(config_path: &Path, parts: &[Part]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, config_path, parts)) {
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    runtime.spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing events in hand");
+        stop.cancel();
+    });
+    match runtime.block_on(run(config, config_path, parts, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "lantern stopped");
@@ -45,9 +52,16 @@ pub fn main(config_path: &Path, parts: &[Part]) -> ExitCode {
     }
 }
 
-async fn run(config: Config, config_path: std::path::PathBuf, parts: &[Part]) -> anyhow::Result<()> {
+/// Runs the parts asked for (all when `parts` is empty) until `shutdown` is cancelled.
+pub async fn run(config: Config, config_path: std::path::PathBuf, parts: &[Part], shutdown: CancellationToken) -> anyhow::Result<()> {
     let all = parts.is_empty();
     let wants = |p: Part| all || parts.contains(&p);
+    if wants(Part::Desk) && config.desk.active_users().is_empty() {
+        tracing::warn!(
+            "no desk users yet, so nobody can sign in: add one with `lantern user add NAME --role nurse --config {}` (it asks for the password)",
+            config_path.display()
+        );
+    }
     if all {
         // One machine: make the pseudonym key on first run. Services alone never do.
         Pseudonymizer::load_or_create(&config.privacy.key_file)?;
@@ -58,7 +72,6 @@ async fn run(config: Config, config_path: std::path::PathBuf, parts: &[Part]) ->
         let listen = config.broker.listen.parse().context("broker.listen")?;
         tokio::task::spawn_blocking(move || lantern_broker::start(listen)).await??;
     }
-    let shutdown = CancellationToken::new();
     // One reload path for SIGHUP and file changes; every service hears each reload.
     let reloader = Reloader::start(config_path, config.clone(), shutdown.clone());
     let mut tasks = tokio::task::JoinSet::new();
@@ -82,16 +95,9 @@ async fn run(config: Config, config_path: std::path::PathBuf, parts: &[Part]) ->
     tracing::info!("lantern started; Ctrl-C stops it");
     if tasks.is_empty() {
         // Only the broker: run until stopped.
-        wait_for_signal().await;
+        shutdown.cancelled().await;
         return Ok(());
     }
-
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: finishing events in hand");
-        stop.cancel();
-    });
     let mut result = Ok(());
     while let Some(done) = tasks.join_next().await {
         let outcome = done.map_err(anyhow::Error::from).and_then(|r| r);

@@ -274,7 +274,7 @@ pub fn main(args: Args) -> std::process::ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(publish(params, &config.mqtt.url, args.rate, args.duration)) {
+    match runtime.block_on(publish(params, &config, args.rate, args.duration)) {
         Ok(n) => {
             eprintln!("published {n} events");
             ExitCode::SUCCESS
@@ -286,9 +286,21 @@ pub fn main(args: Args) -> std::process::ExitCode {
     }
 }
 
-/// Publishes at `rate` times the natural pace for `duration`. The simulated clock starts far
-/// enough back that it reaches the wall clock exactly at the end, so no event is in the future.
-async fn publish(params: Params, url: &str, rate: f64, duration: lantern_shared::Span) -> anyhow::Result<u64> {
+/// Where events go under `mqtt.calls_topic`: `contact-centre/calls/#` publishes to
+/// `contact-centre/calls/<division>`; a topic without a wildcard is used as it is.
+fn topic_for(calls_topic: &str, simulated: &str) -> String {
+    match calls_topic.strip_suffix("/#") {
+        Some(prefix) => format!("{prefix}/{}", simulated.rsplit('/').next().unwrap_or("unknown")),
+        None if !calls_topic.contains('+') && !calls_topic.ends_with('#') => calls_topic.to_string(),
+        None => simulated.to_string(),
+    }
+}
+
+/// Publishes at `rate` times the natural pace for `duration`, to the calls topic of `config`.
+/// The simulated clock starts far enough back that it reaches the wall clock exactly at the
+/// end, so no event is in the future.
+pub async fn publish(params: Params, config: &lantern_shared::Config, rate: f64, duration: lantern_shared::Span) -> anyhow::Result<u64> {
+    let url = config.mqtt.url.as_str();
     use rumqttc::{Event, Packet, QoS};
     let id = format!("lantern-simulate-{}", std::process::id());
     let mut options = lantern_shared::runtime::mqtt::options(url, &id).map_err(anyhow::Error::msg)?;
@@ -325,7 +337,7 @@ async fn publish(params: Params, url: &str, rate: f64, duration: lantern_shared:
             break;
         }
         tokio::time::sleep_until(began + due).await;
-        client.publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes()).await?;
+        client.publish(topic_for(&config.mqtt.calls_topic, &e.topic), QoS::AtLeastOnce, false, e.payload.into_bytes()).await?;
         published += 1;
     }
     let mut acks = acks;

@@ -18,7 +18,7 @@ pub use problems::{Problem, Problems};
 pub use restart::RestartOnly;
 pub use sections::{
     BrokerConfig, CueConfig, DatabaseConfig, DemandConfig, DeskConfig, IngestConfig, ListenConfig, MentalHealthConfig, MqttConfig,
-    PatternConfig, PrivacyConfig, RepeatCallersConfig, RetentionConfig, RuleConfig, UserConfig,
+    PatternConfig, PrivacyConfig, RepeatCallersConfig, RetentionConfig, RuleConfig, UserConfig, UsersFile,
 };
 
 use crate::domain::Span;
@@ -86,7 +86,25 @@ impl Config {
                 *model = base.join(model.as_str()).display().to_string();
             }
         }
-        let problems = config.validate();
+        let mut problems = Vec::new();
+        // A config read from a file takes in its users file too (text alone does not).
+        if base.is_some() {
+            match UsersFile::read(&config.desk.users_file) {
+                Ok(file) => {
+                    for u in file.users {
+                        if config.desk.users.iter().any(|m| m.name == u.name) {
+                            problems.push(Problem::new(
+                                "desk.users_file",
+                                format!("user `{}` is also in [[desk.users]] of the main file; keep each user in one place", u.name),
+                            ));
+                        }
+                        config.desk.users.push(u);
+                    }
+                }
+                Err(e) => problems.push(Problem::new("desk.users_file", e)),
+            }
+        }
+        problems.extend(config.validate());
         if problems.is_empty() {
             Ok(config)
         } else {

@@ -36,16 +36,16 @@ impl Reloader {
         let _ = self.trigger.send("request");
     }
 
-    /// Starts watching `path` (and SIGHUP) until `stop` is cancelled.
+    /// Starts watching `path` (and SIGHUP) until `stop` is cancelled. The model file and the
+    /// users file are watched too: a change to either reloads the whole config.
     pub fn start(path: PathBuf, initial: Config, stop: CancellationToken) -> Reloader {
-        // The model file reloads too when it sits beside the config (as the shipped one does).
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let model = initial.mental_health.model.as_deref().filter(|m| !m.is_empty()).map(PathBuf::from);
-        let extra = model.filter(|m| m.parent().is_some_and(|p| same_dir(p, dir))).and_then(|m| m.file_name().map(|n| n.to_os_string()));
+        let mut watched = vec![path.clone()];
+        watched.extend(initial.mental_health.model.as_deref().filter(|m| !m.is_empty()).map(PathBuf::from));
+        watched.push(initial.desk.users_file.clone());
         let initial = InForce::new(initial, &path);
         let (tx, _) = broadcast::channel(64);
         let (trigger, mut triggers) = mpsc::unbounded_channel::<&'static str>();
-        let watcher = watch_dir(&path, extra, trigger.clone());
+        let watcher = watch_files(&watched, trigger.clone());
         #[cfg(unix)]
         {
             let t = trigger.clone();
@@ -146,27 +146,20 @@ pub fn reload_once(path: &Path, in_force: &mut InForce, cause: &str) -> Reload {
     }
 }
 
-/// True when two folder names point at the same folder.
-fn same_dir(a: &Path, b: &Path) -> bool {
-    let a = if a.as_os_str().is_empty() { Path::new(".") } else { a };
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-fn watch_dir(
-    path: &Path,
-    extra: Option<std::ffi::OsString>,
-    trigger: mpsc::UnboundedSender<&'static str>,
-) -> Option<notify::RecommendedWatcher> {
+/// Watches the folders of `files` (editors and config managers replace files, so the folder is
+/// what shows it) and triggers a reload when any of these files is written, made or removed.
+fn watch_files(files: &[PathBuf], trigger: mpsc::UnboundedSender<&'static str>) -> Option<notify::RecommendedWatcher> {
     use notify::{EventKind, RecursiveMode, Watcher};
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let name = path.file_name()?.to_os_string();
+    let folder = |p: &Path| -> PathBuf {
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf())
+    };
+    let targets: Vec<(PathBuf, std::ffi::OsString)> =
+        files.iter().filter_map(|f| Some((folder(f), f.file_name()?.to_os_string()))).collect();
+    let wanted = targets.clone();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res {
-            let watched =
-                |p: &std::path::PathBuf| p.file_name() == Some(name.as_os_str()) || (extra.is_some() && p.file_name() == extra.as_deref());
+            let watched = |p: &PathBuf| wanted.iter().any(|(dir, name)| p.file_name() == Some(name.as_os_str()) && folder(p) == *dir);
             let relevant =
                 matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) && ev.paths.iter().any(watched);
             if relevant {
@@ -176,9 +169,13 @@ fn watch_dir(
     })
     .map_err(|e| tracing::warn!(error = %e, "cannot watch the config file; SIGHUP still reloads"))
     .ok()?;
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config folder; SIGHUP still reloads");
-        return None;
+    let mut dirs: Vec<&PathBuf> = targets.iter().map(|(d, _)| d).collect();
+    dirs.sort();
+    dirs.dedup();
+    for dir in dirs {
+        if let Err(e) = watcher.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch a config folder; SIGHUP still reloads");
+        }
     }
     Some(watcher)
 }

@@ -21,6 +21,8 @@ pub struct RestartOnly {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeskListen {
     pub listen: String,
+    /// The users file a running Lantern watches.
+    pub users_file: std::path::PathBuf,
     pub tls_cert_file: Option<std::path::PathBuf>,
     pub tls_key_file: Option<std::path::PathBuf>,
 }
@@ -36,6 +38,7 @@ impl RestartOnly {
             demand: ListenConfig { listen: c.demand.listen.clone() },
             desk: DeskListen {
                 listen: c.desk.listen.clone(),
+                users_file: c.desk.users_file.clone(),
                 tls_cert_file: c.desk.tls_cert_file.clone(),
                 tls_key_file: c.desk.tls_key_file.clone(),
             },
@@ -51,6 +54,7 @@ impl RestartOnly {
         c.flagger = self.flagger;
         c.demand.listen = self.demand.listen;
         c.desk.listen = self.desk.listen;
+        c.desk.users_file = self.desk.users_file;
         c.desk.tls_cert_file = self.desk.tls_cert_file;
         c.desk.tls_key_file = self.desk.tls_key_file;
     }

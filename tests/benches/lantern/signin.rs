@@ -13,7 +13,7 @@ pub(crate) fn signin(report: &mut Report) {
     let salt = SaltString::encode_b64(b"bench-salt-0123456").expect("salt");
     // The desk's real cost: argon2id with the library's defaults, as `lantern hash-password` makes.
     let hash = argon2::Argon2::default().hash_password(b"right-password", &salt).expect("hash").to_string();
-    let users = vec![UserConfig { name: "nurse".into(), role: Role::Nurse, password_hash: hash }];
+    let users = vec![UserConfig { name: "nurse".into(), role: Role::Nurse, password_hash: hash, disabled: false }];
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (mut known, mut unknown) = (Vec::new(), Vec::new());
     runtime.block_on(async {

@@ -5,6 +5,7 @@
 
 mod audit;
 mod callers;
+mod demand;
 mod error;
 mod flags;
 mod page;
@@ -36,6 +37,9 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", post(session::logout))
         .route("/assets/desk.js", get(page::script))
         .route("/assets/desk.css", get(page::style))
+        .route("/assets/demand.js", get(page::demand_script))
+        .route("/demand", get(page::demand))
+        .route("/api/demand", get(demand::figures))
         .route("/api/me", get(session::me))
         .route("/api/flags", get(flags::list))
         .route("/api/flags/stream", get(stream::stream))

@@ -10,12 +10,29 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 const INDEX: &str = include_str!("../../static/index.html");
 const SCRIPT: &str = include_str!("../../static/desk.js");
 const STYLE: &str = include_str!("../../static/desk.css");
+const DEMAND: &str = include_str!("../../static/demand.html");
+const DEMAND_SCRIPT: &str = include_str!("../../static/demand.js");
 
 pub async fn index(user: Result<User, ApiError>) -> Response {
     match user {
         Ok(_) => Html(INDEX).into_response(),
         Err(_) => Redirect::to("/login").into_response(),
     }
+}
+
+/// The demand page (inspectors and nurses); signed-out visitors go to the sign-in form.
+pub async fn demand(user: Result<User, ApiError>) -> Response {
+    match user {
+        Ok(u) if u.require(&[lantern_shared::domain::Role::Inspector, lantern_shared::domain::Role::Nurse]).is_ok() => {
+            Html(DEMAND).into_response()
+        }
+        Ok(_) => ApiError::Forbidden.into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+pub async fn demand_script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], DEMAND_SCRIPT)
 }
 
 pub async fn login_form() -> Html<String> {

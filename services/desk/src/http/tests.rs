@@ -35,6 +35,7 @@ async fn desk() -> Desk {
             name: name.into(),
             role,
             password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$invalid".into(),
+            disabled: false,
         })
         .collect();
     let clock = Clock::manual(chrono::DateTime::from_timestamp_millis(1_795_000_000_000).expect("time"));
@@ -257,4 +258,18 @@ async fn only_api_clients_are_offered_basic_sign_in() {
         assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
         assert!(!resp.headers().contains_key(header::WWW_AUTHENTICATE), "no browser prompt for {page:?}");
     }
+}
+
+#[tokio::test]
+async fn the_demand_figures_cover_three_windows_four_channels_and_open_flags() {
+    let d = desk().await;
+    let (status, body, _) = d.call("GET", "/api/demand", Some("ian"), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let windows = body["windows"].as_array().expect("windows");
+    assert_eq!(windows.iter().map(|w| w["window"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["15m", "1h", "24h"]);
+    assert_eq!(windows[0]["channels"].as_array().map(Vec::len), Some(4));
+    let high = &body["open_flags"][0];
+    assert_eq!((high["severity"].as_str(), high["mental_health"].as_i64()), (Some("high"), Some(1)));
+    let (status, _, headers) = d.call("GET", "/demand", None, None).await;
+    assert_eq!((status, headers.get(header::LOCATION).and_then(|v| v.to_str().ok())), (StatusCode::SEE_OTHER, Some("/login")));
 }

@@ -53,7 +53,8 @@ async fn last(tx: &mut Tx<'_>) -> Result<Option<(i64, Option<String>)>, sqlx::Er
     with_tx!(tx, |c| sqlx::query_as("SELECT id, hash FROM desk_audit ORDER BY id DESC LIMIT 1").fetch_optional(&mut **c).await)
 }
 
-/// Appends an entry, chained to the last. Free text (the reason, the target) is masked first.
+/// Appends an entry, chained to the last. The reason (free text) is masked first; the target is
+/// an identifier Lantern chose (a flag id, a caller reference, a user name).
 pub async fn audit(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), sqlx::Error> {
     tx.serialize_on(AUDIT_LOCK).await?;
     let prev = match last(tx).await? {
@@ -62,7 +63,7 @@ pub async fn audit(tx: &mut Tx<'_>, e: &AuditEntry<'_>) -> Result<(), sqlx::Erro
         // Entries from before the chain began: seal them first.
         Some((_, None)) => seal(tx).await?,
     };
-    let (target, reason) = (mask(e.target), e.reason.map(mask));
+    let (target, reason) = (e.target.to_string(), e.reason.map(mask));
     let hash = entry_hash(&prev, e.at_ms, e.user, e.role, e.action, &target, reason.as_deref());
     let q =
         "INSERT INTO desk_audit (at_ms, user_name, role, action, target, reason, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";

@@ -218,3 +218,10 @@ pub async fn mental_health_verdicts(db: &Db) -> Result<Vec<(String, String, i64,
              WHERE f.kind = 'mental_health' ORDER BY b.at_ms, b.flag_id";
     with_db!(db, |pool| sqlx::query_as(q).fetch_all(pool).await)
 }
+
+/// Demand's calls first seen since `since_ms`, through the view its migrations own:
+/// (first seen, channel, offered, answered, abandoned).
+pub async fn demand_calls_since(db: &Db, since_ms: i64) -> Result<Vec<(i64, String, Option<i64>, Option<i64>, i16)>, sqlx::Error> {
+    let q = "SELECT first_ms, channel, offered_ms, answered_ms, abandoned FROM demand_call_times WHERE first_ms >= $1";
+    with_db!(db, |pool| sqlx::query_as(q).bind(since_ms).fetch_all(pool).await)
+}

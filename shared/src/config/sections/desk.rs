@@ -11,7 +11,10 @@ use std::path::PathBuf;
 #[serde(default)]
 pub struct DeskConfig {
     pub listen: String,
+    /// Users written in the main file, and (after loading) those of `users_file`.
     pub users: Vec<UserConfig>,
+    /// The users file `lantern user` keeps (relative to the working folder); reloaded live.
+    pub users_file: PathBuf,
     /// Estimated saving per avoided section 136 detention, by agency, in pounds.
     pub unit_savings: BTreeMap<String, f64>,
     /// A signed-in session ends after this long without a request (and after 12 hours in any case).
@@ -28,6 +31,7 @@ impl Default for DeskConfig {
         DeskConfig {
             listen: "127.0.0.1:8080".into(),
             users: Vec::new(),
+            users_file: PathBuf::from("config/users.toml"),
             unit_savings: BTreeMap::from([
                 ("police".to_string(), 287.0),
                 ("ambulance".to_string(), 130.0),
@@ -45,6 +49,61 @@ pub struct UserConfig {
     pub name: String,
     pub role: Role,
     pub password_hash: String,
+    /// A disabled user cannot sign in, and their sessions end (`lantern user disable`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The users file (`desk.users_file`): `[[users]]` tables as in `[[desk.users]]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersFile {
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+impl UsersFile {
+    /// Reads the users file; a file that does not exist holds no users.
+    pub fn read(path: &std::path::Path) -> Result<UsersFile, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(UsersFile::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes the users file whole, readable by its owner only, replacing it in one step.
+    pub fn write(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let text = format!(
+            "# Desk users, kept by `lantern user` (add, disable, enable, passwd, list). Reloaded live.\n\n{}",
+            toml::to_string(self).map_err(std::io::Error::other)?
+        );
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("users.toml")));
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+}
+
+impl DeskConfig {
+    /// The users who may sign in now: not disabled.
+    pub fn active_users(&self) -> Vec<UserConfig> {
+        self.users.iter().filter(|u| !u.disabled).cloned().collect()
+    }
 }
 
 impl DeskConfig {

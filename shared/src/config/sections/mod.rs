@@ -7,7 +7,7 @@ mod repeat_callers;
 mod retention;
 mod service;
 
-pub use desk::{DeskConfig, UserConfig};
+pub use desk::{DeskConfig, UserConfig, UsersFile};
 pub use mental_health::{CueConfig, MentalHealthConfig, PatternConfig};
 pub use repeat_callers::{RepeatCallersConfig, RuleConfig};
 pub use retention::RetentionConfig;
