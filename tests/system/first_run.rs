@@ -156,13 +156,16 @@ async fn the_demo_prints_the_desk_and_a_password_and_flags_arrive() {
     let printed = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
         let mut lines = Vec::new();
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        let mut reading = std::io::BufReader::new(stdout).lines();
+        for line in reading.by_ref().map_while(Result::ok) {
             let done = line.starts_with("Ctrl-C");
             lines.push(line);
             if done {
                 break;
             }
         }
+        // Keep the pipe open and drained for as long as the demo writes to it.
+        std::thread::spawn(move || reading.for_each(drop));
         lines.join("\n")
     })
     .await

@@ -87,18 +87,23 @@ pub fn main(args: Args) -> ExitCode {
         let mut config = demo_config(&base, &data);
         let password = demo_nurse(&mut config)?;
         let mut prom = prometheus(&data);
-        println!();
-        println!("Lantern demo: simulated calls at {}x, new flags every few seconds.", args.rate);
-        println!("  desk:     http://{}/  (sign in as {DEMO_USER}, password {password})", config.desk.listen);
-        println!("  demand:   http://{}/demand", config.desk.listen);
-        println!("  metrics:  http://{}/metrics  http://{}/metrics", config.flagger.listen, config.demand.listen);
-        match &prom {
-            Some(_) => println!("  prometheus: http://127.0.0.1:9090 (point Grafana at it: README, \"Dashboards\")"),
-            None => println!("  (install Debian's `prometheus` to have it started too)"),
+        // Written whole and once; a closed stdout (a pipe whose reader left) must not stop the demo.
+        let mut banner = String::new();
+        banner.push_str(&format!("\nLantern demo: simulated calls at {}x, new flags every few seconds.\n", args.rate));
+        banner.push_str(&format!("  desk:     http://{}/  (sign in as {DEMO_USER}, password {password})\n", config.desk.listen));
+        banner.push_str(&format!("  demand:   http://{}/demand\n", config.desk.listen));
+        banner.push_str(&format!("  metrics:  http://{}/metrics  http://{}/metrics\n", config.flagger.listen, config.demand.listen));
+        banner.push_str(match &prom {
+            Some(_) => "  prometheus: http://127.0.0.1:9090 (point Grafana at it: README, \"Dashboards\")\n",
+            None => "  (install Debian's `prometheus` to have it started too)\n",
+        });
+        banner.push_str(&format!("  demo data: {} (throwaway; the real database is untouched)\n", data.display()));
+        banner.push_str("Ctrl-C stops it.\n\n");
+        {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
         }
-        println!("  demo data: {} (throwaway; the real database is untouched)", data.display());
-        println!("Ctrl-C stops it.");
-        println!();
         let runtime = tokio::runtime::Runtime::new()?;
         let outcome = runtime.block_on(async {
             let shutdown = CancellationToken::new();
