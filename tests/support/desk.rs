@@ -25,14 +25,14 @@ pub async fn desk_flag(desk: std::net::SocketAddr, call_id: &str, wait: Duration
     None
 }
 
-/// Desk users for tests: `nurse`, `inspector` and `admin`, each with password `<name>-pass`.
+/// Desk users for tests: `nurse`, `inspector`, `admin` and `early` (early action), each with password `<name>-pass`.
 pub fn desk_users() -> Vec<lantern_shared::config::UserConfig> {
     use argon2::password_hash::{PasswordHasher, SaltString};
     use lantern_shared::domain::Role;
     // Light argon2 settings: tests hash and verify many times.
     let params = argon2::Params::new(1024, 1, 1, None).expect("params");
     let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    [("nurse", Role::Nurse), ("inspector", Role::Inspector), ("admin", Role::Admin)]
+    [("nurse", Role::Nurse), ("inspector", Role::Inspector), ("admin", Role::Admin), ("early", Role::EarlyAction)]
         .into_iter()
         .map(|(name, role)| {
             let salt = SaltString::encode_b64(format!("salt-{name}-0123").as_bytes()).expect("salt");

@@ -195,6 +195,36 @@ async fn a_nurse_signs_in_sees_a_flag_arrive_live_acknowledges_and_closes_it() {
     let shot = browser.screenshot().await.expect("screenshot");
     let _ = std::fs::write(Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/desk-screenshot-model.png"), shot);
 
+    // The nurse refers that caller to early action from the card: the dialog has the
+    // mental-health factor ticked already from what the flag saw.
+    card.find(Locator::Css("button.refer")).await.expect("refer button").click().await.expect("click");
+    let send = browser.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("#refer-send")).await.expect("the dialog opens");
+    let ticked = browser.find(Locator::Css("#risk-mental_health")).await.expect("risk factor box").prop("checked").await.expect("checked");
+    assert_eq!(ticked.as_deref(), Some("true"), "the mental-health factor is pre-ticked");
+    browser.find(Locator::Css("#refer-note")).await.expect("note").send_keys("pacing by the lock, agreed to a visit").await.expect("type");
+    send.click().await.expect("refer");
+    let referred = eventually(Duration::from_secs(10), || async {
+        let mut shown = false;
+        for c in browser.find_all(Locator::Css("li.flag")).await.unwrap_or_default() {
+            shown |= c.text().await.is_ok_and(|t| t.contains("lock gates") && t.contains("referred to early-action: referred"));
+        }
+        shown
+    })
+    .await;
+    assert!(referred, "the card shows the caller's referral");
+    let referrals: serde_json::Value = reqwest::Client::new()
+        .get(desk.url("/api/referrals"))
+        .basic_auth("inspector", Some("inspector-pass"))
+        .send()
+        .await
+        .expect("referrals")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(referrals.as_array().map(Vec::len), Some(1), "{referrals}");
+    assert!(referrals[0]["risk_factors"].as_array().is_some_and(|f| f.iter().any(|x| x == "mental_health")), "{referrals}");
+    assert_eq!(referrals[0]["referred_by"], "nurse");
+
     // The demand page: calls by channel and window, service figures, open flags; live.
     browser.goto(&desk.url("/demand")).await.expect("demand page");
     let filled = eventually(Duration::from_secs(15), || async {

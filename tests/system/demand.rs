@@ -50,6 +50,9 @@ async fn demand_counts_calls_by_window_and_survives_a_restart(backend: &str) {
     assert_eq!(demand.metric("lantern_answer_seconds_count{channel=\"999\"}").await, 1.0);
     assert_eq!(demand.metric("lantern_answer_seconds_bucket{channel=\"999\",le=\"10\"}").await, 1.0);
     assert_eq!(demand.metric("lantern_answer_seconds_bucket{channel=\"999\",le=\"5\"}").await, 0.0);
+    let home_office = |bucket: &str| format!("lantern_answered_within_seconds_total{{bucket=\"{bucket}\",channel=\"999\"}}");
+    assert_eq!(demand.metric(&home_office("10")).await, 1.0, "answered in 8 s: within 10 s");
+    assert_eq!(demand.metric(&home_office("60")).await, 0.0, "the buckets do not overlap");
     let window = |w: &str, ch: &str, d: &str| format!("lantern_calls_window{{channel=\"{ch}\",division=\"{d}\",window=\"{w}\"}}");
     assert!(eventually(Duration::from_secs(10), || async { demand.metric(&window("15m", "999", "West")).await == 1.0 }).await);
     assert_eq!(demand.metric(&window("1h", "101", "East")).await, 0.0, "the late call is two hours old");
@@ -67,8 +70,15 @@ async fn demand_counts_calls_by_window_and_survives_a_restart(backend: &str) {
         eventually(Duration::from_secs(10), || async { demand.metric("lantern_answer_seconds_count{channel=\"999\"}").await == 1.0 }).await
     );
     assert_eq!(demand.metric("lantern_answer_seconds_bucket{channel=\"999\",le=\"10\"}").await, 0.0);
+    assert_eq!(demand.metric(&home_office("60")).await, 1.0, "answered in 30 s: 10 to 60 s");
+    probe.publish(&topic, send("5a", "c5", "offered", at(3, 0), "West", "999", None)).await;
+    probe.publish(&topic, send("5b", "c5", "answered", at(3, 90), "West", "999", None)).await;
     assert!(
-        eventually(Duration::from_secs(10), || async { demand.metric(&window("15m", "999", "West")).await == 2.0 }).await,
+        eventually(Duration::from_secs(10), || async { demand.metric(&home_office("inf")).await == 1.0 }).await,
+        "answered in 90 s: over 60 s"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || async { demand.metric(&window("15m", "999", "West")).await == 3.0 }).await,
         "window state survived the restart"
     );
     assert_eq!(demand.metric(&window("24h", "101", "East")).await, 1.0);

@@ -8,6 +8,7 @@ mod dashboards;
 mod delivery;
 mod demand;
 mod desk;
+mod early_action;
 mod first_run;
 mod flags;
 mod ingest;

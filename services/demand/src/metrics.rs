@@ -19,6 +19,20 @@ pub struct DemandMetrics {
     pub answer_seconds: HistogramVec,
     pub abandoned: IntCounterVec,
     pub flags_rejected: IntCounterVec,
+    /// The Home Office's 999 answer-time buckets: within 10 s, 10 to 60 s, over 60 s.
+    pub answered_within: IntCounterVec,
+}
+
+/// The bucket of `lantern_answered_within_seconds_total` a time to answer falls in: `10` (at
+/// most 10 s), `60` (over 10, at most 60) or `inf` (over 60). Each call counts in one bucket.
+pub fn answer_bucket(seconds: f64) -> &'static str {
+    if seconds <= 10.0 {
+        "10"
+    } else if seconds <= 60.0 {
+        "60"
+    } else {
+        "inf"
+    }
 }
 
 impl DemandMetrics {
@@ -41,6 +55,17 @@ impl DemandMetrics {
             abandoned.with_label_values(&[ch.as_str()]);
         }
         let flags_rejected = telemetry::flag_messages_rejected(registry);
+        let answered_within = telemetry::counter_vec(
+            registry,
+            "lantern_answered_within_seconds_total",
+            "Calls answered, by channel and the Home Office's answer-time bucket: 10 (within 10 s), 60 (10 to 60 s), inf (over 60 s).",
+            &["channel", "bucket"],
+        );
+        for ch in Channel::ALL {
+            for b in ["10", "60", "inf"] {
+                answered_within.with_label_values(&[ch.as_str(), b]);
+            }
+        }
         let calls = state.clone();
         let calls_clock = clock.clone();
         telemetry::computed_gauges(
@@ -60,7 +85,7 @@ impl DemandMetrics {
             &["window"],
             move || lock(&state).mental_health_counts(clock.now_ms()).into_iter().map(|(w, n)| (vec![w], n as i64)).collect(),
         );
-        DemandMetrics { ingest, calls_total, answer_seconds, abandoned, flags_rejected }
+        DemandMetrics { ingest, calls_total, answer_seconds, abandoned, flags_rejected, answered_within }
     }
 
     /// Moves counters once a batch is committed.
@@ -69,7 +94,10 @@ impl DemandMetrics {
             Effect::Received(kind) => self.ingest.received.with_label_values(&[kind]).inc(),
             Effect::Rejected(reason) => self.ingest.rejected.with_label_values(&[reason]).inc(),
             Effect::NewCall { channel, division } => self.calls_total.with_label_values(&[channel.as_str(), &division]).inc(),
-            Effect::Answered { channel, seconds } => self.answer_seconds.with_label_values(&[channel.as_str()]).observe(seconds),
+            Effect::Answered { channel, seconds } => {
+                self.answer_seconds.with_label_values(&[channel.as_str()]).observe(seconds);
+                self.answered_within.with_label_values(&[channel.as_str(), answer_bucket(seconds)]).inc();
+            }
             Effect::Abandoned { channel } => self.abandoned.with_label_values(&[channel.as_str()]).inc(),
         }
     }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod privacy;
+pub mod reports;
 pub mod service;
 pub mod state;
 pub mod store;

@@ -31,6 +31,12 @@ pub struct DeskMetrics {
     pub flags_rejected: IntCounterVec,
     pub feedback: IntCounterVec,
     pub signin_failures: prometheus::IntCounter,
+    pub referrals: IntCounterVec,
+    /// The impact report over interventions in the last year, for the dashboard's early-action
+    /// row: callers counted and the change in calls, by group; the difference in differences.
+    pub impact_callers: IntGaugeVec,
+    pub impact_change: prometheus::GaugeVec,
+    pub impact_difference: prometheus::Gauge,
     /// Verdicts in force (the last per nurse per flag), by what raised the flag: each rule of a
     /// repeat-caller flag, each cue category of a mental-health flag. Precision by rule or
     /// category is useful / all.
@@ -124,6 +130,39 @@ impl DeskMetrics {
             config_info,
             flags_rejected: telemetry::flag_messages_rejected(registry),
             feedback,
+            referrals: {
+                let c = telemetry::counter_vec(
+                    registry,
+                    "lantern_referrals_total",
+                    "Callers referred to early-action teams, by team.",
+                    &["team"],
+                );
+                for team in &config.early_action.teams {
+                    c.with_label_values(&[team]);
+                }
+                c
+            },
+            impact_callers: gauge(
+                "lantern_impact_callers",
+                "Callers counted in the impact report (interventions in the last year), by group.",
+                &["group"],
+            ),
+            impact_change: telemetry::register(
+                registry,
+                prometheus::GaugeVec::new(
+                    Opts::new("lantern_impact_change", "Change in calls after intervention, (after - before) / before, by group."),
+                    &["group"],
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
+            impact_difference: telemetry::register(
+                registry,
+                prometheus::Gauge::new(
+                    "lantern_impact_difference_in_differences",
+                    "The cohort's change in calls less the comparison group's.",
+                )
+                .unwrap_or_else(|e| panic!("{e}")),
+            ),
             signin_failures: telemetry::register(
                 registry,
                 prometheus::IntCounter::new("lantern_signin_failures_total", "Sign-ins refused for a wrong name or password.")
@@ -184,5 +223,23 @@ pub async fn refresh_feedback(db: &Db, m: &DeskMetrics) -> Result<(), sqlx::Erro
     for ((kind, reason, verdict), n) in counts {
         m.feedback_by_reason.with_label_values(&[&kind, &reason, &verdict]).set(n);
     }
+    Ok(())
+}
+
+/// Sets the early-action gauges from the impact report over interventions in the last year
+/// (a figure that cannot be computed yet reads NaN, not 0).
+pub async fn refresh_impact(
+    db: &Db,
+    m: &DeskMetrics,
+    early_action: &lantern_shared::config::EarlyActionConfig,
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let period = crate::reports::Period { from_ms: now_ms - 365 * 86_400_000, to_ms: now_ms };
+    let r = crate::reports::impact::report(db, period, early_action.impact_window.millis(), &early_action.risk_factors, now_ms).await?;
+    for (group, g) in [("cohort", &r.cohort), ("comparison", &r.comparison)] {
+        m.impact_callers.with_label_values(&[group]).set(g.callers as i64);
+        m.impact_change.with_label_values(&[group]).set(g.change.unwrap_or(f64::NAN));
+    }
+    m.impact_difference.set(r.difference_in_differences.unwrap_or(f64::NAN));
     Ok(())
 }

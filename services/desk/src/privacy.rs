@@ -36,6 +36,7 @@ fn records_json(refs: &[&str], f: &CallerRecords, d: &store::DeskRecords) -> Val
         "mental_health_flags": f.mental_health_flags.iter().map(|(call, id, sev, at, raised)| json!({"flag_id": id, "call_id": call, "severity": sev, "occurred_at": ms(*at), "raised_at": ms(*raised)})).collect::<Vec<_>>(),
         "flag_messages": f.flag_messages.iter().map(|(seq, id, topic, payload, at)| json!({"seq": seq, "flag_id": id, "topic": topic, "created_at": ms(*at), "message": serde_json::from_str::<Value>(payload).unwrap_or(Value::Null)})).collect::<Vec<_>>(),
         "desk_flags": d.flags.iter().cloned().map(crate::http::flag_json).collect::<Vec<_>>(),
+        "referrals": d.referrals.iter().map(|r| json!({"referral_id": r.referral_id, "team": r.team, "risk_factors": r.risk_factors(), "status": r.status, "note": r.note, "referred_by": r.referred_by, "referred_at": ms(r.referred_ms), "engaged_at": r.engaged_ms.map(ms), "closed_at": r.closed_ms.map(ms)})).collect::<Vec<_>>(),
         "feedback": d.feedback.iter().map(|(id, by, verdict, note, at)| json!({"flag_id": id, "by": by, "verdict": verdict, "note": note, "at": ms(*at)})).collect::<Vec<_>>(),
         "audit": d.audit.iter().map(|a| json!({"at": ms(a.at_ms), "user": a.user_name, "role": a.role, "action": a.action, "reason": a.reason})).collect::<Vec<_>>(),
     })
@@ -43,7 +44,7 @@ fn records_json(refs: &[&str], f: &CallerRecords, d: &store::DeskRecords) -> Val
 
 /// True when nothing but audit entries is held (what is left after erasure).
 pub fn holds_nothing(v: &Value) -> bool {
-    ["calls", "repeat_caller_flags", "mental_health_flags", "flag_messages", "desk_flags", "feedback"]
+    ["calls", "repeat_caller_flags", "mental_health_flags", "flag_messages", "desk_flags", "feedback", "referrals"]
         .iter()
         .all(|k| v[*k].as_array().is_none_or(Vec::is_empty))
 }

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 const SERVICE: &str = "desk";
 /// How often records past their retention are pruned, by the service's clock.
 const PRUNE_EVERY_MS: i64 = 600_000;
+/// How often the early-action gauges are worked out again.
+const IMPACT_EVERY_MS: i64 = 300_000;
 
 /// A built desk; call [`Desk::run`].
 pub struct Desk {
@@ -32,6 +34,8 @@ pub struct Desk {
     tls: Option<Tls>,
     /// When pruning last ran, by the service's clock (ms).
     last_prune_ms: i64,
+    /// When the early-action gauges were last worked out (ms).
+    last_impact_ms: i64,
 }
 
 impl Desk {
@@ -54,7 +58,10 @@ impl Desk {
         crate::metrics::refresh(&state.db, &state.metrics).await.context("desk metrics from the database")?;
         crate::metrics::refresh_feedback(&state.db, &state.metrics).await.context("desk feedback metrics from the database")?;
         let last_prune_ms = state.clock.now_ms();
-        Ok(Desk { base, config, state, tls, last_prune_ms })
+        if let Err(e) = crate::metrics::refresh_impact(&state.db, &state.metrics, &config.early_action, last_prune_ms).await {
+            tracing::warn!(error = %e, "could not work out the early-action figures; will try again");
+        }
+        Ok(Desk { base, config, state, tls, last_prune_ms, last_impact_ms: last_prune_ms })
     }
 
     pub fn with_reloads(mut self, reloads: broadcast::Receiver<Reload>) -> Desk {
@@ -93,6 +100,7 @@ impl Desk {
             outcomes: now - r.outcomes.millis(),
             feedback: now - r.feedback.millis(),
             sessions: now - r.sessions.millis(),
+            referrals: now - r.referrals.millis(),
             audit: now - r.audit.millis(),
         };
         let mut tx = self.state.db.begin().await?;
@@ -169,6 +177,14 @@ impl BatchConsumer for Desk {
     async fn tick(&mut self, _out: &Publisher) {
         let _ = crate::metrics::refresh(&self.state.db, &self.state.metrics).await;
         let _ = crate::metrics::refresh_feedback(&self.state.db, &self.state.metrics).await;
+        let now = self.state.clock.now_ms();
+        if now - self.last_impact_ms > IMPACT_EVERY_MS {
+            let live = self.state.live.load();
+            if let Err(e) = crate::metrics::refresh_impact(&self.state.db, &self.state.metrics, &live.early_action, now).await {
+                tracing::warn!(error = %e, "could not work out the early-action figures; will try again");
+            }
+            self.last_impact_ms = now;
+        }
         if self.state.clock.now_ms() - self.last_prune_ms > PRUNE_EVERY_MS {
             if let Err(e) = self.prune().await {
                 tracing::warn!(error = %e, "pruning failed; will try again");

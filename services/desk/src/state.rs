@@ -3,7 +3,7 @@
 use crate::auth::Auth;
 use crate::metrics::DeskMetrics;
 use arc_swap::ArcSwap;
-use lantern_shared::config::UserConfig;
+use lantern_shared::config::{EarlyActionConfig, Saving, UserConfig};
 use lantern_shared::store::Db;
 use lantern_shared::{Clock, Config};
 use prometheus::Registry;
@@ -15,10 +15,24 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
+/// The desk's settings that reload live, besides users.
+#[derive(Debug, Clone)]
+pub struct Live {
+    pub unit_savings: BTreeMap<String, Saving>,
+    pub early_action: EarlyActionConfig,
+}
+
+impl Live {
+    fn of(config: &Config) -> Live {
+        Live { unit_savings: config.desk.unit_savings.clone(), early_action: config.early_action.clone() }
+    }
+}
+
 pub struct Inner {
     pub db: Db,
     pub users: ArcSwap<Vec<UserConfig>>,
-    pub unit_savings: ArcSwap<BTreeMap<String, f64>>,
+    /// The settings that reload live: savings figures and early action.
+    pub live: ArcSwap<Live>,
     pub auth: Arc<Auth>,
     pub metrics: DeskMetrics,
     /// Tells live streams that rows up to this seq exist.
@@ -48,7 +62,7 @@ impl AppState {
         AppState(Arc::new(Inner {
             db,
             users: ArcSwap::from_pointee(config.desk.active_users()),
-            unit_savings: ArcSwap::from_pointee(config.desk.unit_savings.clone()),
+            live: ArcSwap::from_pointee(Live::of(config)),
             metrics: DeskMetrics::new(registry, config, clock.clone(), auth.clone()),
             auth,
             updates,
@@ -63,7 +77,7 @@ impl AppState {
     /// savings figures.
     pub fn reload(&self, config: &Config) {
         self.users.store(Arc::new(config.desk.active_users()));
-        self.unit_savings.store(Arc::new(config.desk.unit_savings.clone()));
+        self.live.store(Arc::new(Live::of(config)));
         self.idle_ms.store(config.desk.session_idle_timeout.millis(), std::sync::atomic::Ordering::Relaxed);
     }
 

@@ -100,8 +100,13 @@ function card(f) {
     const note = el("input", { "aria-label": "Note (optional)", placeholder: "Note (optional)", class: "note", maxlength: "4000" });
     actions.append(select, note, el("button", { class: "record", onclick: () => record(f.flag_id, select.value, note.value) }, "Record outcome"));
   }
-  if (nurse && f.caller_ref) {
+  if (state.me && state.me.role === "nurse" && f.caller_ref) {
     actions.append(el("button", { class: "history", onclick: () => history(f.caller_ref) }, "Caller history"));
+  }
+  const refers = state.me && (state.me.role === "nurse" || state.me.role === "early_action");
+  const openReferral = f.referral && f.referral.status !== "closed";
+  if (refers && f.caller_ref && !openReferral) {
+    actions.append(el("button", { class: "refer", onclick: () => refer(f) }, "Refer to early action"));
   }
   if (nurse) {
     const verdicts = [["useful", "Useful"], ["not_useful", "Not useful"], ["wrong_person", "Wrong person"]];
@@ -114,7 +119,8 @@ function card(f) {
   const status = f.status === "closed" ? `closed: ${f.outcome} by ${f.closed_by}` : f.status === "acknowledged" ? `acknowledged by ${f.acknowledged_by}` : "open";
   return el("li", { class: `flag ${f.severity} ${f.status}`, "data-flag": f.flag_id, tabindex: "0" },
     el("h2", {}, el("span", { class: "sev" }, f.severity), kind, el("span", { class: "meta" }, `${f.channel || ""} ${f.division || ""}`), el("span", { class: "meta", "data-raised": f.raised_at }, ago(f.raised_at))),
-    el("div", { class: "meta" }, `Call ${f.call_id} · ${status}`),
+    el("div", { class: "meta" }, `Call ${f.call_id} · ${status}`,
+      f.referral ? el("span", { class: "referral" }, ` · referred to ${f.referral.team}: ${f.referral.status}`) : null),
     reasons,
     f.note ? el("p", { class: "meta" }, `Note: ${f.note}`) : null,
     actions);
@@ -144,6 +150,41 @@ async function feedback(id, verdict, box) {
     for (const b of box.querySelectorAll("button")) b.classList.toggle("chosen", b.getAttribute("data-verdict") === verdict);
     box.setAttribute("data-given", verdict);
   } catch (e) { alert(e.message); }
+}
+
+// Refer the flag's caller to an early-action team: the risk factors the caller's flags saw are
+// ticked already, and can be changed.
+async function refer(f) {
+  const dialog = document.getElementById("refer");
+  const form = document.getElementById("refer-form");
+  const s = await api(`/api/referrals/suggest?caller_ref=${encodeURIComponent(f.caller_ref)}`);
+  const team = el("select", { id: "refer-team", name: "team", "aria-label": "Team" }, ...s.teams.map((t) => el("option", { value: t }, t)));
+  const factors = el("fieldset", { class: "factors" }, el("legend", {}, "Risk factors"),
+    ...s.risk_factors.map((r) => {
+      const box = el("input", { type: "checkbox", name: "risk", value: r, id: `risk-${r}` });
+      box.checked = s.suggested.includes(r);
+      return el("label", { for: `risk-${r}` }, box, ` ${r.replaceAll("_", " ")}`);
+    }));
+  const note = el("textarea", { id: "refer-note", "aria-label": "Note (optional)", maxlength: "4000", placeholder: "Note (optional)" });
+  const error = el("p", { class: "error", role: "alert" });
+  const send = el("button", { type: "button", id: "refer-send", onclick: async () => {
+    const risk_factors = [...factors.querySelectorAll("input:checked")].map((b) => b.value);
+    try {
+      await api(`/api/callers/${encodeURIComponent(f.caller_ref)}/referrals`, { method: "POST", body: JSON.stringify({ team: team.value, risk_factors, note: note.value, flag_id: f.flag_id }) });
+      dialog.close();
+      await reloadAll();
+    } catch (e) { error.textContent = e.message; }
+  } }, "Refer");
+  form.replaceChildren(el("label", { for: "refer-team" }, "Team "), team, factors, note, error, send,
+    el("button", { type: "button", onclick: () => dialog.close() }, "Cancel"));
+  dialog.showModal();
+}
+
+async function reloadAll() {
+  for (const status of ["open", "acknowledged", "closed"]) {
+    for (const f of await api(`/api/flags?status=${status}&limit=500`)) state.flags.set(f.flag_id, f);
+  }
+  render();
 }
 
 async function history(ref) {
@@ -180,6 +221,7 @@ function connect() {
   const seen = (e) => { if (e.lastEventId) lastEventId = e.lastEventId; return JSON.parse(e.data); };
   source.addEventListener("flag", (e) => refresh(seen(e).flag_id));
   source.addEventListener("status", (e) => refresh(seen(e).flag_id));
+  source.addEventListener("referral", (e) => { seen(e); reloadAll().catch((err) => console.warn(err)); });
 }
 
 async function start() {
@@ -189,10 +231,7 @@ async function start() {
     r.addEventListener("change", () => { state.show = r.value; render(); });
   }
   connect();
-  for (const status of ["open", "acknowledged", "closed"]) {
-    for (const f of await api(`/api/flags?status=${status}&limit=500`)) state.flags.set(f.flag_id, f);
-  }
-  render();
+  await reloadAll();
   setInterval(() => { for (const s of document.querySelectorAll("[data-raised]")) s.textContent = ago(s.getAttribute("data-raised")); }, 30000);
 }
 

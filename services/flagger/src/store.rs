@@ -353,3 +353,51 @@ pub async fn erase_caller(tx: &mut Tx<'_>, records: &CallerRecords) -> Result<u6
     }
     Ok(n)
 }
+
+// What the early-action reports read (SPEC section 11), through these functions only.
+
+/// For each of these caller references, the event times of its distinct calls in
+/// `[from_ms, to_ms)`, by phone or by address.
+pub async fn call_times(
+    db: &Db,
+    refs: &[&str],
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<std::collections::HashMap<String, Vec<i64>>, sqlx::Error> {
+    let mut seen: std::collections::HashMap<String, std::collections::BTreeMap<String, i64>> = std::collections::HashMap::new();
+    for column in ["phone_ref", "address_ref"] {
+        for chunk in refs.chunks(CHUNK) {
+            let sql = format!("SELECT {column}, call_id, occurred_ms FROM flagger_calls WHERE {column} IN ");
+            let rows: Vec<(String, String, i64)> = with_db!(db, |pool| {
+                let mut q = with_list(sql.clone(), chunk);
+                q.push(" AND occurred_ms >= ").push_bind(from_ms).push(" AND occurred_ms < ").push_bind(to_ms);
+                q.build_query_as().fetch_all(pool).await
+            })?;
+            for (r, call, at) in rows {
+                seen.entry(r).or_default().insert(call, at);
+            }
+        }
+    }
+    Ok(seen.into_iter().map(|(r, calls)| (r, calls.into_values().collect())).collect())
+}
+
+/// Each identity's first repeat-caller flag raised for a call in `[from_ms, to_ms)` (event
+/// time): (caller reference, identity, when).
+pub async fn first_repeat_flags(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let q =
+        "SELECT caller_ref, identity, MIN(t0_ms) FROM flagger_repeat_flags WHERE t0_ms >= $1 AND t0_ms < $2 GROUP BY caller_ref, identity";
+    with_db!(db, |pool| sqlx::query_as(q).bind(from_ms).bind(to_ms).fetch_all(pool).await)
+}
+
+/// The callers with most distinct calls in `[from_ms, to_ms)`: (caller reference, identity,
+/// calls), most first.
+pub async fn most_frequent(db: &Db, from_ms: i64, to_ms: i64, limit: i64) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    let q = "SELECT ref, identity, n FROM ( \
+               SELECT phone_ref AS ref, 'phone' AS identity, COUNT(*) AS n FROM flagger_calls \
+                 WHERE phone_ref IS NOT NULL AND occurred_ms >= $1 AND occurred_ms < $2 GROUP BY phone_ref \
+               UNION ALL \
+               SELECT address_ref AS ref, 'address' AS identity, COUNT(*) AS n FROM flagger_calls \
+                 WHERE address_ref IS NOT NULL AND occurred_ms >= $1 AND occurred_ms < $2 GROUP BY address_ref \
+             ) t ORDER BY n DESC, ref LIMIT $3";
+    with_db!(db, |pool| sqlx::query_as(q).bind(from_ms).bind(to_ms).bind(limit).fetch_all(pool).await)
+}

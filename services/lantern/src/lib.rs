@@ -2,6 +2,7 @@
 
 pub mod demo;
 pub mod privacy;
+pub mod report;
 pub mod run;
 pub mod simulate;
 pub mod users;
@@ -183,6 +184,12 @@ enum Command {
         seed: u64,
         #[arg(long, default_value_t = 2200.0)]
         calls_per_day: f64,
+        /// Busiest frequent callers referred to early action each simulated week.
+        #[arg(long, default_value_t = 3)]
+        referrals_per_week: usize,
+        /// How much a referred caller's call rate falls (0.5 halves it).
+        #[arg(long, default_value_t = 0.5)]
+        referral_effect: f64,
         /// Write the events to this file (JSON lines) instead of publishing them.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -240,6 +247,22 @@ enum Command {
         /// Stop after this long, such as 10m (default: run until Ctrl-C).
         #[arg(long)]
         duration: Option<lantern_shared::Span>,
+    },
+    /// The reports of early action and the mental-health team (md, csv or json).
+    Report {
+        /// impact, mh-team, vulnerable-callers or demand.
+        #[arg(value_parser = report::parse_kind)]
+        kind: lantern_desk::reports::Kind,
+        #[arg(long, default_value = "config/lantern.toml")]
+        config: PathBuf,
+        /// Start of the period: a date (2026-11-01) or an RFC 3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period (not included).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value = "md")]
+        format: String,
     },
     /// Desk accounts, kept in desk.users_file; every change is audited.
     User {
@@ -362,6 +385,7 @@ pub fn cli_main() -> ExitCode {
         }
         Command::Audit { command: AuditCommand::Verify { config } } => privacy::audit_verify(&config),
         Command::Demo { config, data_dir, rate, duration } => demo::main(demo::Args { config, data_dir, rate, duration }),
+        Command::Report { kind, config, from, to, format } => report::main(kind, &config, from.as_deref(), to.as_deref(), &format),
         Command::User { command } => match command {
             UserCommand::Add { name, role, config } => users::change(&config, users::Change::Add { name, role }),
             UserCommand::Disable { name, config } => users::change(&config, users::Change::Disable { name }),
@@ -369,8 +393,9 @@ pub fn cli_main() -> ExitCode {
             UserCommand::Passwd { name, config } => users::change(&config, users::Change::Passwd { name }),
             UserCommand::List { config } => users::list(&config),
         },
-        Command::Simulate { rate, duration, seed, calls_per_day, out, config } => {
-            simulate::main(simulate::Args { rate, duration, seed, calls_per_day, out, config })
+        Command::Simulate { rate, duration, seed, calls_per_day, referrals_per_week, referral_effect, out, config } => {
+            let referral = simulate::ReferralParams { per_week: referrals_per_week, effect: referral_effect, ..Default::default() };
+            simulate::main(simulate::Args { rate, duration, seed, calls_per_day, referral, out, config })
         }
     }
 }

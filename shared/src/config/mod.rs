@@ -17,8 +17,8 @@ mod sections;
 pub use problems::{Problem, Problems};
 pub use restart::RestartOnly;
 pub use sections::{
-    BrokerConfig, CueConfig, DatabaseConfig, DemandConfig, DeskConfig, IngestConfig, ListenConfig, MentalHealthConfig, MqttConfig,
-    PatternConfig, PrivacyConfig, RepeatCallersConfig, RetentionConfig, RuleConfig, UserConfig, UsersFile,
+    BrokerConfig, CueConfig, DatabaseConfig, DemandConfig, DeskConfig, EarlyActionConfig, IngestConfig, ListenConfig, MentalHealthConfig,
+    MqttConfig, PatternConfig, PrivacyConfig, RepeatCallersConfig, RetentionConfig, RuleConfig, Saving, UserConfig, UsersFile,
 };
 
 use crate::domain::Span;
@@ -43,6 +43,7 @@ pub struct Config {
     pub mental_health: MentalHealthConfig,
     pub desk: DeskConfig,
     pub retention: RetentionConfig,
+    pub early_action: EarlyActionConfig,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             mental_health: MentalHealthConfig::default(),
             desk: DeskConfig::default(),
             retention: RetentionConfig::default(),
+            early_action: EarlyActionConfig::default(),
         }
     }
 }
@@ -154,6 +156,7 @@ impl Config {
         self.mental_health.check(&mut c);
         self.desk.check(&mut c);
         self.retention.check(&mut c, self.longest_window(), self.repeat_callers.cooldown);
+        self.early_action.check(&mut c);
         out
     }
 

@@ -30,6 +30,24 @@ pub fn flag_json(r: FlagRow) -> Value {
     })
 }
 
+/// Flags as the API shows them, each with its caller's latest referral (status, team), so the
+/// page can say where the caller stands.
+async fn with_referrals(state: &AppState, rows: Vec<FlagRow>) -> Result<Vec<Value>, ApiError> {
+    let refs: Vec<String> = rows.iter().filter_map(|r| r.caller_ref.clone()).collect();
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let referrals = store::latest_referrals(&state.db, &refs).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let referral = r.caller_ref.as_ref().and_then(|c| referrals.get(c));
+            let mut v = flag_json(r);
+            v["referral"] =
+                referral.map(|x| json!({"referral_id": x.referral_id, "status": x.status, "team": x.team})).unwrap_or(Value::Null);
+            v
+        })
+        .collect())
+}
+
 async fn load(state: &AppState, flag_id: &str) -> Result<FlagRow, ApiError> {
     store::flag(&state.db, flag_id).await?.ok_or(ApiError::NotFound("flag"))
 }
@@ -56,14 +74,14 @@ pub async fn list(State(state): State<AppState>, user: User, Query(q): Query<Lis
         return Err(ApiError::BadRequest("limit must be between 1 and 1000".into()));
     }
     let rows = store::flags(&state.db, status.as_deref(), kind.as_deref(), limit).await?;
-    Ok(Json(Value::Array(rows.into_iter().map(flag_json).collect())))
+    Ok(Json(Value::Array(with_referrals(&state, rows).await?)))
 }
 
 pub async fn one(State(state): State<AppState>, user: User, Path(flag_id): Path<String>) -> Result<Json<Value>, ApiError> {
     user.require(&[Role::Nurse, Role::Inspector])?;
     let row = load(&state, &flag_id).await?;
     let updates = store::flag_updates(&state.db, &flag_id).await?;
-    let mut flag = flag_json(row);
+    let mut flag = with_referrals(&state, vec![row]).await?.pop().unwrap_or(Value::Null);
     flag["updates"] = updates
         .into_iter()
         .map(|(seq, event, payload, at)| json!({"seq": seq, "event": event, "received_at": iso(Some(at)), "message": serde_json::from_str::<Value>(&payload).unwrap_or(Value::Null)}))
@@ -118,8 +136,8 @@ pub async fn outcome(
     }
     state.metrics.outcomes.with_label_values(&[outcome.as_str()]).inc();
     if outcome == Outcome::S136Avoided {
-        for (agency, pounds) in state.unit_savings.load().iter() {
-            state.metrics.savings.with_label_values(&[agency]).inc_by(*pounds);
+        for (agency, saving) in state.live.load().unit_savings.iter() {
+            state.metrics.savings.with_label_values(&[agency]).inc_by(saving.pounds());
         }
     }
     Ok(Json(flag_json(load(&state, &flag_id).await?)))

@@ -10,6 +10,8 @@ mod error;
 mod flags;
 mod page;
 mod privacy;
+mod referrals;
+mod reports;
 mod session;
 mod stream;
 #[cfg(test)]
@@ -18,6 +20,7 @@ mod tests;
 pub use audit::csv as audit_csv;
 pub use error::{ApiError, JsonBody};
 pub use flags::flag_json;
+pub use referrals::referral_json;
 pub use session::authenticate;
 
 use crate::state::AppState;
@@ -39,6 +42,8 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/desk.css", get(page::style))
         .route("/assets/demand.js", get(page::demand_script))
         .route("/demand", get(page::demand))
+        .route("/reports", get(page::reports))
+        .route("/assets/reports.js", get(page::reports_script))
         .route("/api/demand", get(demand::figures))
         .route("/api/me", get(session::me))
         .route("/api/flags", get(flags::list))
@@ -49,6 +54,14 @@ pub fn router(state: AppState) -> Router {
         .route("/api/flags/{flag_id}/feedback", post(flags::feedback))
         .route("/api/callers/top", get(callers::top))
         .route("/api/callers/{caller_ref}", get(callers::history))
+        .route("/api/callers/{caller_ref}/referrals", post(referrals::refer))
+        .route("/api/referrals", get(referrals::list))
+        .route("/api/referrals/suggest", get(referrals::suggest))
+        .route("/api/referrals/{referral_id}", post(referrals::advance))
+        .route("/api/reports/impact", get(reports::impact))
+        .route("/api/reports/mh-team", get(reports::mh_team))
+        .route("/api/reports/demand", get(reports::demand))
+        .route("/api/reports/vulnerable-callers", get(reports::vulnerable_callers))
         .route("/api/audit", get(audit::entries))
         .route("/api/subject-access", get(privacy::subject_access))
         .layer(axum::middleware::from_fn(guard))

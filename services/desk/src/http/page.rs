@@ -12,9 +12,13 @@ const SCRIPT: &str = include_str!("../../static/desk.js");
 const STYLE: &str = include_str!("../../static/desk.css");
 const DEMAND: &str = include_str!("../../static/demand.html");
 const DEMAND_SCRIPT: &str = include_str!("../../static/demand.js");
+const REPORTS: &str = include_str!("../../static/reports.html");
+const REPORTS_SCRIPT: &str = include_str!("../../static/reports.js");
 
 pub async fn index(user: Result<User, ApiError>) -> Response {
     match user {
+        // Early-action staff work from the referrals, not the flags.
+        Ok(u) if u.role == lantern_shared::domain::Role::EarlyAction => Redirect::to("/reports").into_response(),
         Ok(_) => Html(INDEX).into_response(),
         Err(_) => Redirect::to("/login").into_response(),
     }
@@ -29,6 +33,18 @@ pub async fn demand(user: Result<User, ApiError>) -> Response {
         Ok(_) => ApiError::Forbidden.into_response(),
         Err(_) => Redirect::to("/login").into_response(),
     }
+}
+
+/// Referrals and the reports (every role but admin reads some of it; the page asks per part).
+pub async fn reports(user: Result<User, ApiError>) -> Response {
+    match user {
+        Ok(_) => Html(REPORTS).into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+pub async fn reports_script() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], REPORTS_SCRIPT)
 }
 
 pub async fn demand_script() -> impl IntoResponse {

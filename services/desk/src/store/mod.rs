@@ -4,6 +4,7 @@
 
 mod audit;
 mod privacy;
+mod referrals;
 mod sessions;
 
 pub use audit::{
@@ -11,6 +12,7 @@ pub use audit::{
     Verified, AUDIT_LOCK,
 };
 pub use privacy::*;
+pub use referrals::*;
 pub use sessions::*;
 
 use lantern_shared::domain::flag::FlagMessage;
@@ -224,4 +226,22 @@ pub async fn mental_health_verdicts(db: &Db) -> Result<Vec<(String, String, i64,
 pub async fn demand_calls_since(db: &Db, since_ms: i64) -> Result<Vec<(i64, String, Option<i64>, Option<i64>, i16)>, sqlx::Error> {
     let q = "SELECT first_ms, channel, offered_ms, answered_ms, abandoned FROM demand_call_times WHERE first_ms >= $1";
     with_db!(db, |pool| sqlx::query_as(q).bind(since_ms).fetch_all(pool).await)
+}
+
+/// Flags raised or closed in `[from_ms, to_ms)`: (kind, raised, outcome, closed).
+pub async fn flags_between(db: &Db, from_ms: i64, to_ms: i64) -> Result<Vec<(String, i64, Option<String>, Option<i64>)>, sqlx::Error> {
+    let q = "SELECT kind, raised_ms, outcome, closed_ms FROM desk_flags \
+             WHERE (raised_ms >= $1 AND raised_ms < $2) OR (closed_ms >= $1 AND closed_ms < $2)";
+    with_db!(db, |pool| sqlx::query_as(q).bind(from_ms).bind(to_ms).fetch_all(pool).await)
+}
+
+/// Demand's answered and offered times of calls first seen in `[from_ms, to_ms)` on a channel.
+pub async fn demand_answer_times(
+    db: &Db,
+    channel: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<(i64, Option<i64>, Option<i64>)>, sqlx::Error> {
+    let q = "SELECT first_ms, offered_ms, answered_ms FROM demand_call_times WHERE channel = $1 AND first_ms >= $2 AND first_ms < $3";
+    with_db!(db, |pool| sqlx::query_as(q).bind(channel).bind(from_ms).bind(to_ms).fetch_all(pool).await)
 }

@@ -13,6 +13,7 @@ pub struct PruneBefore {
     pub outcomes: i64,
     pub feedback: i64,
     pub sessions: i64,
+    pub referrals: i64,
     pub audit: i64,
 }
 
@@ -24,6 +25,7 @@ pub async fn prune(tx: &mut Tx<'_>, before: &PruneBefore) -> Result<(u64, u64), 
         ("DELETE FROM desk_flags WHERE status = 'closed' AND closed_ms < $1", before.outcomes),
         ("DELETE FROM desk_feedback WHERE at_ms < $1", before.feedback),
         ("DELETE FROM desk_sessions WHERE created_ms < $1", before.sessions),
+        ("DELETE FROM desk_referrals WHERE updated_ms < $1", before.referrals),
     ];
     let mut n = 0;
     for (q, cut) in statements {
@@ -39,6 +41,7 @@ pub struct DeskRecords {
     pub flags: Vec<FlagRow>,
     /// (flag, nurse, verdict, note, at)
     pub feedback: Vec<(String, String, String, Option<String>, i64)>,
+    pub referrals: Vec<super::ReferralRow>,
     /// Audit entries about the caller (views of their history, say): kept under DPA 2018 s.62.
     pub audit: Vec<AuditRow>,
 }
@@ -67,6 +70,8 @@ pub async fn caller_records(tx: &mut Tx<'_>, refs: &[&str], flag_ids: &[&str]) -
         out.feedback.extend(with_tx!(tx, |c| with_list(sql, chunk).build_query_as().fetch_all(&mut **c).await)?);
     }
     for r in refs {
+        let q = format!("SELECT {} FROM desk_referrals WHERE caller_ref = $1 ORDER BY referred_ms", super::referrals::REFERRAL_COLUMNS);
+        out.referrals.extend(with_tx!(tx, |c| sqlx::query_as::<_, super::ReferralRow>(&q).bind(*r).fetch_all(&mut **c).await)?);
         let q = "SELECT id, at_ms, user_name, role, action, target, reason, prev_hash, hash FROM desk_audit WHERE target = $1 ORDER BY id";
         out.audit.extend(with_tx!(tx, |c| sqlx::query_as::<_, AuditRow>(q).bind(*r).fetch_all(&mut **c).await)?);
     }
@@ -102,6 +107,11 @@ pub async fn erase_caller(tx: &mut Tx<'_>, records: &DeskRecords) -> Result<u64,
             "UPDATE desk_flags SET caller_ref = NULL, call_id = 'erased', division = NULL, note = NULL, payload = $1 WHERE flag_id = $2";
         let payload = erased_payload(&f.payload);
         n += with_tx!(tx, |c| sqlx::query(q).bind(&payload).bind(&f.flag_id).execute(&mut **c).await.map(|r| r.rows_affected()))?;
+    }
+    for r in &records.referrals {
+        // The referral stays for the counts (team, risk factors, dates), without its caller or note.
+        let q = "UPDATE desk_referrals SET caller_ref = NULL, note = NULL WHERE referral_id = $1";
+        n += with_tx!(tx, |c| sqlx::query(q).bind(&r.referral_id).execute(&mut **c).await.map(|r| r.rows_affected()))?;
     }
     let ids: Vec<&str> = records.flags.iter().map(|f| f.flag_id.as_str()).collect();
     for chunk in ids.chunks(CHUNK) {

@@ -15,8 +15,9 @@ pub struct DeskConfig {
     pub users: Vec<UserConfig>,
     /// The users file `lantern user` keeps (relative to the working folder); reloaded live.
     pub users_file: PathBuf,
-    /// Estimated saving per avoided section 136 detention, by agency, in pounds.
-    pub unit_savings: BTreeMap<String, f64>,
+    /// What each avoided section 136 detention saves, by agency: pounds, or pounds and hours
+    /// (and what each other face-to-face contact saves, for the "other efficiencies" row).
+    pub unit_savings: BTreeMap<String, Saving>,
     /// A signed-in session ends after this long without a request (and after 12 hours in any case).
     pub session_idle_timeout: Span,
     /// Serve the desk over HTTPS with this certificate chain (PEM) and key (PEM).
@@ -33,13 +34,56 @@ impl Default for DeskConfig {
             users: Vec::new(),
             users_file: PathBuf::from("config/users.toml"),
             unit_savings: BTreeMap::from([
-                ("police".to_string(), 287.0),
-                ("ambulance".to_string(), 130.0),
-                ("emergency_department".to_string(), 64.0),
+                ("police".to_string(), Saving::Detailed { pounds: 287.0, hours: 8.5, other_pounds: 0.0, other_hours: 0.0 }),
+                ("ambulance".to_string(), Saving::Pounds(130.0)),
+                ("emergency_department".to_string(), Saving::Pounds(64.0)),
             ]),
             session_idle_timeout: Span::from_secs(30 * 60),
             tls_cert_file: None,
             tls_key_file: None,
+        }
+    }
+}
+
+/// What an avoided section 136 detention saves one agency: a number (pounds), or a table with
+/// pounds, hours, and what another face-to-face contact saves (`other_pounds`, `other_hours`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Saving {
+    Pounds(f64),
+    Detailed {
+        pounds: f64,
+        #[serde(default)]
+        hours: f64,
+        #[serde(default)]
+        other_pounds: f64,
+        #[serde(default)]
+        other_hours: f64,
+    },
+}
+
+impl Saving {
+    pub fn pounds(self) -> f64 {
+        match self {
+            Saving::Pounds(p) | Saving::Detailed { pounds: p, .. } => p,
+        }
+    }
+    pub fn hours(self) -> f64 {
+        match self {
+            Saving::Pounds(_) => 0.0,
+            Saving::Detailed { hours, .. } => hours,
+        }
+    }
+    pub fn other_pounds(self) -> f64 {
+        match self {
+            Saving::Pounds(_) => 0.0,
+            Saving::Detailed { other_pounds, .. } => other_pounds,
+        }
+    }
+    pub fn other_hours(self) -> f64 {
+        match self {
+            Saving::Pounds(_) => 0.0,
+            Saving::Detailed { other_hours, .. } => other_hours,
         }
     }
 }
@@ -133,8 +177,16 @@ impl DeskConfig {
             _ => {}
         }
         for (agency, value) in &self.unit_savings {
-            if !value.is_finite() || *value < 0.0 {
-                c.err(format!("desk.unit_savings.{agency}"), format!("is {value}; it must be a non-negative amount in pounds"));
+            let figures = [
+                ("", value.pounds()),
+                (".hours", value.hours()),
+                (".other_pounds", value.other_pounds()),
+                (".other_hours", value.other_hours()),
+            ];
+            for (part, v) in figures {
+                if !v.is_finite() || v < 0.0 {
+                    c.err(format!("desk.unit_savings.{agency}{part}"), format!("is {v}; it must be zero or more"));
+                }
             }
         }
     }

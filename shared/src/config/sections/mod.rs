@@ -2,12 +2,14 @@
 //! its values need beyond their types.
 
 mod desk;
+mod early_action;
 mod mental_health;
 mod repeat_callers;
 mod retention;
 mod service;
 
-pub use desk::{DeskConfig, UserConfig, UsersFile};
+pub use desk::{DeskConfig, Saving, UserConfig, UsersFile};
+pub use early_action::EarlyActionConfig;
 pub use mental_health::{CueConfig, MentalHealthConfig, PatternConfig};
 pub use repeat_callers::{RepeatCallersConfig, RuleConfig};
 pub use retention::RetentionConfig;

@@ -5,15 +5,20 @@
 //! targets) or abandoned, sometimes updated with more notes, then closed. Callers follow a heavy
 //! tail: most call once, a few call very often; a few addresses are communal (hostels, care
 //! homes). Notes come from the labelled corpus, mental-health related for about 12% of calls.
+//! Frequent callers have busy spells that fade, and the busiest are referred to early action
+//! each week and call less from then on ([`pool`]).
+
+pub mod pool;
 
 use chrono::{DateTime, Duration, Utc};
-use rand::distributions::{Distribution, WeightedIndex};
+use pool::Pool;
+pub use pool::{ReferralParams, SimReferral};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-const CORPUS: &str = include_str!("../../../tests/data/mh-corpus.tsv");
+const CORPUS: &str = include_str!("../../../../tests/data/mh-corpus.tsv");
 const DIVISIONS: [&str; 5] = ["North", "South", "East", "West", "Central"];
 /// Relative call volume by hour of day: low at 4-6 am, peaking 6-10 pm.
 const HOURLY: [f64; 24] =
@@ -26,11 +31,13 @@ pub struct Params {
     pub mental_health_share: f64,
     /// Distinct callers who call again and again (the heavy tail), as a pool.
     pub frequent_callers: usize,
+    /// Referrals to early action among the frequent callers, and their effect.
+    pub referral: ReferralParams,
 }
 
 impl Default for Params {
     fn default() -> Self {
-        Params { seed: 7, calls_per_day: 2200.0, mental_health_share: 0.12, frequent_callers: 3000 }
+        Params { seed: 7, calls_per_day: 2200.0, mental_health_share: 0.12, frequent_callers: 3000, referral: ReferralParams::default() }
     }
 }
 
@@ -51,7 +58,7 @@ pub struct Simulator {
     call_seq: u64,
     event_seq: u64,
     pending: BinaryHeap<Reverse<SimEvent>>,
-    tail: WeightedIndex<f64>,
+    pool: Pool,
     mh_notes: Vec<&'static str>,
     other_notes: Vec<&'static str>,
     prefix: String,
@@ -60,9 +67,7 @@ pub struct Simulator {
 impl Simulator {
     pub fn new(params: Params, start: DateTime<Utc>) -> Simulator {
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-        // Zipf-like weights: the k-th frequent caller calls about 1/k as often as the first.
-        let weights: Vec<f64> = (1..=params.frequent_callers.max(1)).map(|k| 1.0 / (k as f64).powf(0.9)).collect();
-        let tail = WeightedIndex::new(weights).unwrap_or_else(|_| unreachable!("weights are positive"));
+        let pool = Pool::new(params.frequent_callers, params.referral, start);
         let (mut mh_notes, mut other_notes) = (Vec::new(), Vec::new());
         for line in CORPUS.lines().skip(1) {
             let mut cols = line.splitn(3, '\t');
@@ -80,7 +85,7 @@ impl Simulator {
             call_seq: 0,
             event_seq: 0,
             pending: BinaryHeap::new(),
-            tail,
+            pool,
             mh_notes,
             other_notes,
             prefix,
@@ -96,6 +101,11 @@ impl Simulator {
         let per_second = self.params.calls_per_day / 86_400.0 * HOURLY[hour] / mean_weight;
         let u: f64 = self.rng.gen_range(f64::EPSILON..1.0);
         Duration::milliseconds(((-u.ln() / per_second) * 1000.0) as i64 + 1)
+    }
+
+    /// The early-action referrals made so far: the truth the impact report should find.
+    pub fn referrals(&self) -> &[SimReferral] {
+        self.pool.referrals()
     }
 
     /// The next event in time order.
@@ -122,13 +132,13 @@ impl Simulator {
         let call_id = format!("{}-{}-{:07}", self.prefix, at.format("%Y%m%d"), self.call_seq);
         // Caller: 45% from the heavy tail, a few from communal addresses, the rest one-off.
         let r: f64 = rng.gen();
-        let (number, address, communal) = if r < 0.45 {
-            let k = self.tail.sample(rng);
-            (Some(format!("07700 {:06}", 100_000 + k)), Some(format!("UPRN-{:09}", 500_000 + k)), false)
-        } else if r < 0.48 {
+        let frequent = if r < 0.45 { self.pool.sample(at, rng) } else { None };
+        let (number, address, communal) = if let Some(k) = frequent {
+            (Some(Pool::number(k)), Some(Pool::address(k)), false)
+        } else if (0.45..0.48).contains(&r) {
             let home = rng.gen_range(0..25);
             (Some(format!("0113 496 {:04}", 1000 + rng.gen_range(0..4000))), Some(format!("UPRN-COMMUNAL-{home:03}")), true)
-        } else if r < 0.52 {
+        } else if (0.48..0.52).contains(&r) {
             (None, None, false) // withheld and no address
         } else {
             (
@@ -211,6 +221,7 @@ pub struct Args {
     pub duration: lantern_shared::Span,
     pub seed: u64,
     pub calls_per_day: f64,
+    pub referral: ReferralParams,
     pub out: Option<std::path::PathBuf>,
     pub config: std::path::PathBuf,
 }
@@ -236,7 +247,11 @@ pub fn main(args: Args) -> std::process::ExitCode {
         eprintln!("--rate must be above 0 and at most 100000");
         return ExitCode::FAILURE;
     }
-    let params = Params { seed: args.seed, calls_per_day: args.calls_per_day, ..Params::default() };
+    if !(0.0..=1.0).contains(&args.referral.effect) {
+        eprintln!("--referral-effect must be between 0 and 1");
+        return ExitCode::FAILURE;
+    }
+    let params = Params { seed: args.seed, calls_per_day: args.calls_per_day, referral: args.referral, ..Params::default() };
     let span = Duration::milliseconds((args.duration.millis() as f64 * args.rate) as i64);
     if let Some(path) = &args.out {
         let result = std::fs::File::create(path).and_then(|f| {
