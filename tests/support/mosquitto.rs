@@ -15,6 +15,12 @@ pub struct OwnMosquitto {
 impl OwnMosquitto {
     /// `None` (test skipped) where Mosquitto is not installed, unless CI requires it.
     pub fn start(dir: &Path) -> Option<OwnMosquitto> {
+        OwnMosquitto::start_with(dir, |port| format!("listener {port} 127.0.0.1\n"))
+    }
+
+    /// [`OwnMosquitto::start`] with its own listener and account lines in place of the plain
+    /// listener (`listener`, TLS files, `allow_anonymous`, `password_file`, `acl_file`).
+    pub fn start_with(dir: &Path, listener: impl Fn(u16) -> String) -> Option<OwnMosquitto> {
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists());
         let Some(bin) = bin else {
             skip("mosquitto is not installed");
@@ -25,14 +31,17 @@ impl OwnMosquitto {
             std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mosquitto.conf")).expect("config/mosquitto.conf");
         let mut conf: String = recommended
             .lines()
-            .filter(|l| !["listener", "persistence_location", "log_dest", "log_type", "user"].iter().any(|k| l.starts_with(k)))
+            .filter(|l| {
+                !["listener", "persistence_location", "log_dest", "log_type", "user", "allow_anonymous"].iter().any(|k| l.starts_with(k))
+            })
             .map(|l| format!("{l}\n"))
             .collect();
-        conf.push_str(&format!(
-            "listener {port} 127.0.0.1\npersistence_location {}/\nuser root\nlog_dest file {}/mosquitto.log\n",
-            dir.display(),
-            dir.display()
-        ));
+        let listener = listener(port);
+        if !listener.contains("allow_anonymous") {
+            conf.push_str("allow_anonymous true\n");
+        }
+        conf.push_str(&format!("persistence_location {}/\nuser root\nlog_dest file {}/mosquitto.log\n", dir.display(), dir.display()));
+        conf.push_str(&listener);
         let path = dir.join("mosquitto.conf");
         std::fs::write(&path, conf).expect("write mosquitto.conf");
         let mut m = OwnMosquitto { port, conf: path, child: None };

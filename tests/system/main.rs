@@ -7,6 +7,7 @@ mod crash;
 mod dashboards;
 mod delivery;
 mod demand;
+mod deployment;
 mod desk;
 mod early_action;
 mod first_run;

@@ -15,23 +15,34 @@ use tracker::PubackTracker;
 pub struct BrokerAddress {
     pub host: String,
     pub port: u16,
+    /// `mqtts://`: TLS (port 8883 unless given).
+    pub tls: bool,
 }
 
 impl BrokerAddress {
     pub fn parse(url: &str) -> Result<BrokerAddress, String> {
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| format!("`{url}` must start with mqtt:// (for example mqtt://127.0.0.1:1883)"))?;
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://").or_else(|| url.strip_prefix("ssl://")) {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")) {
+            (false, r)
+        } else {
+            return Err(format!(
+                "`{}` must start with mqtt:// or mqtts:// (for example mqtt://127.0.0.1:1883)",
+                crate::store::redact_url(url)
+            ));
+        };
+        if rest.contains('@') {
+            return Err("a user name or password does not go in the URL: use mqtt.username and mqtt.password_file".into());
+        }
         let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
+        let (host, port) = match rest.rsplit_once(':').filter(|(h, _)| !h.ends_with('[') && (!h.contains(':') || h.ends_with(']'))) {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("`{url}` has a port that is not a number from 1 to 65535"))?),
-            None => (rest, 1883),
+            None => (rest, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() || host.contains('/') || port == 0 {
             return Err(format!("`{url}` needs a host and port such as mqtt://127.0.0.1:1883"));
         }
-        Ok(BrokerAddress { host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port })
+        Ok(BrokerAddress { host: host.trim_matches(|c| c == '[' || c == ']').to_string(), port, tls })
     }
 }
 
@@ -138,13 +149,27 @@ pub struct Link {
 /// the embedded rumqttd), 8.8 ms at p50. So a setting that helps by 0.8 ms in one case and
 /// costs 8 ms in another stays off.
 pub fn connect(
-    mut options: MqttOptions,
+    options: MqttOptions,
     subscriptions: Vec<(String, QoS)>,
     hard_stop: CancellationToken,
     dropped: Option<prometheus::IntCounter>,
 ) -> Link {
-    options.set_request_channel_capacity(REQUEST_CHANNEL);
-    let (client, eventloop) = AsyncClient::new(options, REQUEST_CHANNEL);
+    connect_any(vec![options], subscriptions, hard_stop, dropped)
+}
+
+/// [`connect`] to the first of several brokers (the nodes of a cluster) that answers: after a
+/// failed connection the next is tried, round and round.
+pub fn connect_any(
+    mut brokers: Vec<MqttOptions>,
+    subscriptions: Vec<(String, QoS)>,
+    hard_stop: CancellationToken,
+    dropped: Option<prometheus::IntCounter>,
+) -> Link {
+    for o in &mut brokers {
+        o.set_request_channel_capacity(REQUEST_CHANNEL);
+    }
+    let first = brokers.first().cloned().unwrap_or_else(|| MqttOptions::new("lantern", "127.0.0.1", 1883));
+    let (client, eventloop) = AsyncClient::new(first, REQUEST_CHANNEL);
     let budget = Arc::new(Semaphore::new(MAX_BUFFERED_BYTES / 1024));
     let (tx, incoming) = mpsc::channel(MAX_BUFFERED_BYTES / 1024);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -164,6 +189,8 @@ pub fn connect(
             tracker: PubackTracker::default(),
             waiting: VecDeque::new(),
             up: false,
+            brokers,
+            current: 0,
         }
         .run(hard_stop),
     );
@@ -185,6 +212,9 @@ struct PollLoop {
     waiting: VecDeque<Outbound>,
     /// Connected (ConnAck seen, no error since): publishes are handed over only then.
     up: bool,
+    /// Every broker that may be tried, and the one tried now.
+    brokers: Vec<MqttOptions>,
+    current: usize,
 }
 
 impl PollLoop {
@@ -269,7 +299,15 @@ impl PollLoop {
                     if matches!(e, ConnectionError::RequestsDone) {
                         break;
                     }
-                    tracing::warn!(client = %client_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost; reconnecting");
+                    let broker = self.eventloop.mqtt_options.broker_address();
+                    tracing::warn!(client = %client_id, broker = %format!("{}:{}", broker.0, broker.1), error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection lost or refused; reconnecting");
+                    if self.brokers.len() > 1 {
+                        self.current = (self.current + 1) % self.brokers.len();
+                        self.eventloop.mqtt_options = self.brokers[self.current].clone();
+                        if self.current != 0 {
+                            backoff = Duration::from_millis(100); // the next node at once; back off after a full round
+                        }
+                    }
                     let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
                     tokio::select! {
                         _ = hard_stop.cancelled() => break,
@@ -324,4 +362,5 @@ impl PollLoop {
     }
 }
 
+pub mod account;
 mod tracker;

@@ -28,7 +28,7 @@ pub struct ServiceBase {
     tasks: TaskTracker,
     /// Broker settings need a restart, so they are fixed here; the rest of the config lives
     /// with the service and reloads.
-    mqtt_url: String,
+    mqtt: crate::config::MqttConfig,
     client_id: String,
 }
 
@@ -52,7 +52,7 @@ impl ServiceBase {
             listener: Some(listener),
             addr,
             tasks: TaskTracker::new(),
-            mqtt_url: config.mqtt.url.clone(),
+            mqtt: config.mqtt.clone(),
             client_id: config.client_id(name),
         })
     }
@@ -87,9 +87,10 @@ impl ServiceBase {
         tls: Option<http::Tls>,
     ) -> anyhow::Result<Started> {
         let listener = self.listener.take().context("a service starts once")?;
-        let options = mqtt::options(&self.mqtt_url, &self.client_id).map_err(anyhow::Error::msg)?;
+        let options = mqtt::account::client_options(&self.mqtt, &self.client_id).map_err(anyhow::Error::msg)?;
         let hard_stop = CancellationToken::new();
-        let link = mqtt::connect(options, subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect(), hard_stop.clone(), dropped);
+        let link =
+            mqtt::connect_any(options, subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect(), hard_stop.clone(), dropped);
         self.tasks.spawn(crate::runtime::telemetry::follow_connection(link.connected.clone(), connected.clone()));
         let ops = http::ops_router(self.registry.clone(), Readiness { mqtt: link.connected.clone(), db: Some(self.db.clone()) });
         let name = self.name;

@@ -315,10 +315,10 @@ fn topic_for(calls_topic: &str, simulated: &str) -> String {
 /// The simulated clock starts far enough back that it reaches the wall clock exactly at the
 /// end, so no event is in the future.
 pub async fn publish(params: Params, config: &lantern_shared::Config, rate: f64, duration: lantern_shared::Span) -> anyhow::Result<u64> {
-    let url = config.mqtt.url.as_str();
     use rumqttc::{Event, Packet, QoS};
     let id = format!("lantern-simulate-{}", std::process::id());
-    let mut options = lantern_shared::runtime::mqtt::options(url, &id).map_err(anyhow::Error::msg)?;
+    // The first broker of the list, with the same account and TLS settings as the services.
+    let mut options = lantern_shared::runtime::mqtt::account::client_options(&config.mqtt, &id).map_err(anyhow::Error::msg)?.remove(0);
     options.set_clean_session(true).set_manual_acks(false);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 1000);
     let (acks_tx, acks) = tokio::sync::watch::channel(0u64);

@@ -10,11 +10,40 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MqttConfig {
+    /// One broker URL, or a list tried in order (a clustered broker); kept comma-separated.
+    #[serde(deserialize_with = "one_or_many")]
     pub url: String,
     pub client_id: String,
     pub calls_topic: String,
     /// Root of the topics Lantern publishes: `<root>/flags/...` and `<root>/rejected`.
     pub topic_root: String,
+    /// The broker account; its password comes from `password_file` or `LANTERN_MQTT_PASSWORD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// For `mqtts://`: the CA that signed the broker's certificate (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM), when the broker asks for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// `url = "mqtt://a:1883"` or `url = ["mqtts://a:8883", "mqtts://b:8883"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Url {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Url::deserialize(d)? {
+        Url::One(u) => u,
+        Url::Many(list) => list.join(","),
+    })
 }
 
 impl Default for MqttConfig {
@@ -24,14 +53,33 @@ impl Default for MqttConfig {
             client_id: "lantern".into(),
             calls_topic: "contact-centre/calls/#".into(),
             topic_root: "lantern".into(),
+            username: None,
+            password_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
 
 impl MqttConfig {
     pub(crate) fn check(&self, c: &mut Checks<'_>) {
-        if let Err(why) = crate::runtime::mqtt::BrokerAddress::parse(&self.url) {
-            c.err("mqtt.url", why);
+        let urls = crate::runtime::mqtt::account::urls(&self.url);
+        if urls.is_empty() {
+            c.err("mqtt.url", "needs a broker URL such as mqtt://127.0.0.1:1883");
+        }
+        let mut url_ok = !urls.is_empty();
+        for url in urls {
+            if let Err(why) = crate::runtime::mqtt::BrokerAddress::parse(url) {
+                c.err("mqtt.url", why);
+                url_ok = false;
+            }
+        }
+        if url_ok {
+            if let Err(why) = crate::runtime::mqtt::account::check(self) {
+                let (key, why) = why.split_once(": ").unwrap_or(("mqtt", &why));
+                c.err(key, why);
+            }
         }
         if self.client_id.trim().is_empty() || self.client_id.len() > 64 {
             c.err("mqtt.client_id", "must be 1 to 64 characters; each service connects as <client_id>-<service>");
