@@ -99,6 +99,9 @@ impl Rejection {
                 end -= 1;
             }
             text.truncate(end);
+            // A long digit run that was no number whole (a float of many decimals) can read as
+            // one once cut: mask the cut text again.
+            text = crate::domain::mask::mask(&text);
         }
         let v = serde_json::json!({"reason": self.reason, "error": self.error, "payload": text});
         serde_json::to_vec(&v).unwrap_or_default()
