@@ -115,8 +115,9 @@ pub fn spawn_lantern(bin: &str, args: &[&str], config: &Path, log: &Path) -> std
         .arg("--config")
         .arg(config)
         .env("LANTERN_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(log).map(std::process::Stdio::from).unwrap_or(std::process::Stdio::null()))
+        // The log goes to stdout, problems before it starts to stderr: both into `log`.
+        .stdout(std::fs::File::create(log).map(std::process::Stdio::from).unwrap_or(std::process::Stdio::null()))
+        .stderr(std::fs::OpenOptions::new().append(true).open(log).map(std::process::Stdio::from).unwrap_or(std::process::Stdio::null()))
         .spawn()
         .expect("start lantern")
 }

@@ -238,12 +238,22 @@ async fn flagger_demand_and_desk_as_three_processes_bring_a_flag_to_the_desk() {
         .map(|s| spawn_lantern(crate::LANTERN, &["run", "--service", s], &config, &tmp.path().join(format!("{s}.log"))))
         .collect();
     let http = reqwest::Client::new();
-    for listen in [&world.config.flagger.listen, &world.config.demand.listen, &world.config.desk.listen] {
-        let ready = eventually(Duration::from_secs(30), || async {
+    for (i, listen) in [&world.config.flagger.listen, &world.config.demand.listen, &world.config.desk.listen].into_iter().enumerate() {
+        let ready = eventually(Duration::from_secs(60), || async {
             http.get(format!("http://{listen}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
         })
         .await;
-        assert!(ready, "{listen} ready");
+        if !ready {
+            let status = children[i].try_wait();
+            for c in &mut children {
+                let _ = c.kill();
+            }
+            let logs: Vec<String> = ["flagger", "demand", "desk"]
+                .iter()
+                .map(|s| format!("{s}: {}", std::fs::read_to_string(tmp.path().join(format!("{s}.log"))).unwrap_or_default()))
+                .collect();
+            panic!("{listen} not ready (exit: {status:?}); logs:\n{}", logs.join("\n"));
+        }
     }
     let probe = Probe::connect(&url, &[]).await;
     let p = world.prefix.clone();
@@ -295,4 +305,292 @@ fn the_systemd_units_are_hardened_and_pass_systemd_analyze_verify() {
         return;
     };
     assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_list_of_brokers_a_service_moves_to_the_next_when_its_broker_dies() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a_dir).expect("dir");
+    std::fs::create_dir_all(&b_dir).expect("dir");
+    let Some(mut a) = OwnMosquitto::start(&a_dir) else { return };
+    let Some(b) = OwnMosquitto::start(&b_dir) else { return };
+    let mut world = World::new(&a.url(), &format!("sqlite://{}", tmp.path().join("lantern.db").display())).await;
+    // Written as an operator would: a TOML list.
+    let path = world.write_config();
+    let text = std::fs::read_to_string(&path).expect("config");
+    let listed = text.replacen(&format!("url = \"{}\"", a.url()), &format!("url = [\"{}\", \"{}\"]", a.url(), b.url()), 1);
+    assert_ne!(text, listed, "the config names the broker");
+    std::fs::write(&path, listed).expect("config");
+    world.config = lantern_shared::Config::load(&path).expect("a list of URLs is a valid mqtt.url");
+    let flagger = Running::flagger(&world.config).await;
+    let mut flags = Probe::connect(&b.url(), &[&world.out("flags/#")]).await;
+    a.stop();
+    let http = reqwest::Client::new();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = eventually(Duration::from_secs(20), || async {
+        http.get(flagger.url("/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    assert!(ready, "connected to the second broker");
+    let probe = Probe::connect(&b.url(), &[]).await;
+    let p = world.prefix.clone();
+    for i in 0..3 {
+        let t = (chrono::Utc::now() - chrono::Duration::minutes(5 - i)).to_rfc3339();
+        probe.publish(&world.topic(), event(&format!("{p}-e{i}"), &format!("{p}-c{i}"), "offered", &t, Some("07700 900125"), None)).await;
+    }
+    let flag = flags.next_json(Duration::from_secs(15), |f| f["kind"] == "repeat_caller").await;
+    assert!(flag.is_some(), "calls sent to the second broker are flagged");
+    flagger.stop().await;
+}
+
+/// `lantern_ha_active{service}` of an instance, or none while it does not answer yet.
+async fn active(addr: std::net::SocketAddr, service: &str) -> Option<f64> {
+    let body = reqwest::get(format!("http://{addr}/metrics")).await.ok()?.text().await.ok()?;
+    let series = format!("lantern_ha_active{{service=\"{service}\"}} ");
+    body.lines().find_map(|l| l.strip_prefix(&series)).and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_when_the_active_instance_is_killed_and_nothing_is_lost() {
+    if !backends().contains(&"postgres") {
+        skip("standby instances need PostgreSQL");
+        return;
+    }
+    let url = broker_url().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = TestDb::new("postgres", tmp.path()).await;
+    let mut world = World::new(&url, &db.url).await;
+    world.config.broker.enabled = false;
+    world.config.desk.users = desk_users();
+    // Two instances of the flagger and the desk, each pair a process with its own addresses.
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        let mut c = world.config.clone();
+        c.flagger.listen = format!("127.0.0.1:{}", free_port());
+        c.desk.listen = format!("127.0.0.1:{}", free_port());
+        let path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(&path, toml_of(&c)).expect("config");
+        let child = spawn_lantern(
+            crate::LANTERN,
+            &["run", "--service", "flagger", "--service", "desk"],
+            &path,
+            &tmp.path().join(format!("{name}.log")),
+        );
+        let flagger: std::net::SocketAddr = c.flagger.listen.parse().expect("addr");
+        let desk: std::net::SocketAddr = c.desk.listen.parse().expect("addr");
+        let role = if name == "a" { 1.0 } else { 0.0 };
+        let settled = eventually(Duration::from_secs(60), || async {
+            active(flagger, "flagger").await == Some(role) && active(desk, "desk").await == Some(role)
+        })
+        .await;
+        assert!(settled, "instance {name} is {}", if role == 1.0 { "active" } else { "standing by" });
+        instances.push((child, flagger, desk));
+    }
+    // Both desks serve the page and the API at once.
+    for (_, _, desk) in &instances {
+        let page = reqwest::get(format!("http://{desk}/login")).await.expect("page");
+        assert!(page.status().is_success());
+        assert!(desk_flags(*desk).await.is_empty());
+    }
+
+    // 200 callers calling three times: the third call of each raises one flag. The active
+    // instance dies while the third calls arrive.
+    let probe = Probe::connect(&url, &[]).await;
+    let p = world.prefix.clone();
+    let send = |caller: usize, n: usize| {
+        let t = (chrono::Utc::now() - chrono::Duration::minutes(10 - n as i64)).to_rfc3339();
+        event(&format!("{p}-e{caller}-{n}"), &format!("{p}-c{caller}-{n}"), "offered", &t, Some(&format!("07700 9{caller:05}")), None)
+    };
+    for n in 0..3 {
+        for caller in 0..200 {
+            if n == 2 && caller == 100 {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let _ = instances[0].0.kill();
+                let _ = instances[0].0.wait();
+            }
+            probe.publish(&world.topic(), send(caller, n)).await;
+        }
+    }
+    let (_, flagger_b, desk_b) = instances[1];
+    let took_over = eventually(Duration::from_secs(30), || async { active(flagger_b, "flagger").await == Some(1.0) }).await;
+    assert!(took_over, "the standby flagger took over");
+    let all = eventually(Duration::from_secs(60), || async { query_i64(&db.url, "SELECT COUNT(*) FROM flagger_calls").await == 600 }).await;
+    assert!(all, "every call stored once: {}", query_i64(&db.url, "SELECT COUNT(*) FROM flagger_calls").await);
+    let flagged = eventually(Duration::from_secs(30), || async {
+        query_i64(&db.url, "SELECT COUNT(DISTINCT caller_ref) FROM flagger_repeat_flags").await == 200
+    })
+    .await;
+    assert!(flagged, "every caller flagged: {}", query_i64(&db.url, "SELECT COUNT(DISTINCT caller_ref) FROM flagger_repeat_flags").await);
+    assert_eq!(query_i64(&db.url, "SELECT COUNT(*) FROM flagger_repeat_flags").await, 200, "and none twice");
+    let on_desk = eventually(Duration::from_secs(30), || async {
+        let flags = desk_flags(desk_b).await;
+        flags.iter().filter(|f| f["kind"] == "repeat_caller").count() == 200
+    })
+    .await;
+    assert!(on_desk, "the standby desk took over ingest and lists every flag: {}", desk_flags(desk_b).await.len());
+    assert_eq!(active(desk_b, "desk").await, Some(1.0));
+    let _ = instances[1].0.kill();
+    let _ = instances[1].0.wait();
+    db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_over_tls_with_sslmode_and_sslrootcert() {
+    if !backends().contains(&"postgres") {
+        skip("PostgreSQL over TLS needs PostgreSQL");
+        return;
+    }
+    // Debian's PostgreSQL serves TLS with the machine's snakeoil certificate (package ssl-cert).
+    let root = Path::new("/etc/ssl/certs/ssl-cert-snakeoil.pem");
+    if !root.exists() {
+        skip("the machine's PostgreSQL has no TLS certificate");
+        return;
+    }
+    let url = broker_url().await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let db = TestDb::new("postgres", tmp.path()).await;
+    // verify-full: the certificate is for `localhost`. (sqlx's verify-ca still checks the name
+    // with rustls 0.23, so a force names the server as its certificate does.)
+    let tls_url = format!("{}?sslmode=verify-full&sslrootcert={}", db.url.replacen("127.0.0.1", "localhost", 1), root.display());
+    let conn = lantern_shared::store::Db::connect(&tls_url).await.expect("a TLS connection, the server's certificate checked");
+    let ssl: bool = lantern_shared::with_db!(&conn, |pool| sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(pool)
+        .await)
+    .expect("query");
+    conn.close().await;
+    assert!(ssl, "the session is encrypted");
+
+    // A service runs over it.
+    let world = World::new(&url, &tls_url).await;
+    let flagger = Running::flagger(&world.config).await;
+    let probe = Probe::connect(&url, &[]).await;
+    let p = world.prefix.clone();
+    probe
+        .publish(&world.topic(), event(&format!("{p}-e1"), &format!("{p}-c1"), "offered", &chrono::Utc::now().to_rfc3339(), None, None))
+        .await;
+    let stored =
+        eventually(Duration::from_secs(15), || async { query_i64(&db.url, "SELECT COUNT(*) FROM flagger_calls").await == 1 }).await;
+    flagger.stop().await;
+    assert!(stored, "the flagger stored a call over TLS");
+
+    // A server certificate the given CA did not sign is refused, with a reason.
+    let (other_ca, _, _) = certificates(tmp.path(), "other");
+    let wrong = format!("{}?sslmode=verify-full&sslrootcert={}", db.url.replacen("127.0.0.1", "localhost", 1), other_ca.display());
+    let err = lantern_shared::store::Db::connect(&wrong).await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.to_lowercase().contains("certificate") || err.to_lowercase().contains("tls"), "refused with a reason: {err:?}");
+    db.cleanup().await;
+}
+
+/// One node of a NATS cluster with JetStream and its MQTT listener, on loopback ports.
+struct NatsNode {
+    child: Option<std::process::Child>,
+    mqtt: u16,
+}
+
+impl Drop for NatsNode {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Three NATS nodes clustered with each other; `None` (skipped) where nats-server is missing.
+fn nats_cluster(dir: &Path) -> Option<Vec<NatsNode>> {
+    let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"].into_iter().find(|p| Path::new(p).exists());
+    let Some(bin) = bin else {
+        skip("nats-server is not installed");
+        return None;
+    };
+    let ports: Vec<(u16, u16, u16)> = (0..3).map(|_| (free_port(), free_port(), free_port())).collect();
+    let mut nodes = Vec::new();
+    for (i, (client, cluster, mqtt)) in ports.iter().enumerate() {
+        let routes: Vec<String> =
+            ports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| format!("\"nats://127.0.0.1:{}\"", p.1)).collect();
+        let store = dir.join(format!("n{i}"));
+        let conf = format!(
+            "server_name: n{i}\nlisten: \"127.0.0.1:{client}\"\njetstream {{ store_dir: \"{}\" }}\n\
+             cluster {{ name: lantern_test, listen: \"127.0.0.1:{cluster}\", routes: [{}] }}\n\
+             mqtt {{ listen: \"127.0.0.1:{mqtt}\", stream_replicas: 3 }}\n",
+            store.display(),
+            routes.join(", ")
+        );
+        let path = dir.join(format!("n{i}.conf"));
+        std::fs::write(&path, conf).expect("nats config");
+        let log =
+            std::fs::File::create(dir.join(format!("n{i}.log"))).map(std::process::Stdio::from).unwrap_or(std::process::Stdio::null());
+        let child = std::process::Command::new(bin)
+            .arg("-c")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start nats-server");
+        nodes.push(NatsNode { child: Some(child), mqtt: *mqtt });
+    }
+    Some(nodes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_three_node_nats_cluster_lantern_moves_to_another_node_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(mut nodes) = nats_cluster(tmp.path()) else { return };
+    let urls: Vec<String> = nodes.iter().map(|n| format!("mqtt://127.0.0.1:{}", n.mqtt)).collect();
+    // The cluster is ready for MQTT once a client can hold a session on it (JetStream elected).
+    let ready = eventually(Duration::from_secs(60), || async {
+        let mut o = lantern_shared::runtime::mqtt::options(&urls[1], &unique("nats-ready-")).expect("url");
+        o.set_clean_session(false);
+        let (c, mut el) = AsyncClient::new(o, 10);
+        let ok = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = c.subscribe("ready/check", QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let _ = c.disconnect().await;
+        ok
+    })
+    .await;
+    assert!(ready, "the NATS cluster serves MQTT sessions: {}", std::fs::read_to_string(tmp.path().join("n1.log")).unwrap_or_default());
+
+    let mut world = World::new(&urls.join(","), &format!("sqlite://{}", tmp.path().join("lantern.db").display())).await;
+    world.config.broker.enabled = false;
+    let flagger = Running::flagger(&world.config).await;
+    let mut flags = Probe::connect(&urls[2], &[&world.out("flags/repeat-caller")]).await;
+    let probe = Probe::connect(&urls[1], &[]).await;
+    let p = world.prefix.clone();
+    let send = |caller: usize, n: usize| {
+        let t = (chrono::Utc::now() - chrono::Duration::minutes(10 - n as i64)).to_rfc3339();
+        event(&format!("{p}-e{caller}-{n}"), &format!("{p}-c{caller}-{n}"), "offered", &t, Some(&format!("07700 9{caller:05}")), None)
+    };
+    // 100 callers, three calls each; the node Lantern is connected to (the first) dies midway.
+    for n in 0..3 {
+        for caller in 0..100 {
+            if n == 1 && caller == 50 {
+                drop(nodes.remove(0));
+            }
+            probe.publish(&world.topic(), send(caller, n)).await;
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while seen.len() < 100 && tokio::time::Instant::now() < deadline {
+        if let Some(f) = flags.next_json(Duration::from_secs(5), |f| f["status"] == "raised").await {
+            seen.insert(f["caller_ref"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    let stored = query_i64(&world.config.database.url, "SELECT COUNT(*) FROM flagger_calls").await;
+    flagger.stop().await;
+    assert_eq!(stored, 300, "every call stored once");
+    assert_eq!(seen.len(), 100, "every caller's flag arrived through the cluster");
 }

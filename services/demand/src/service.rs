@@ -103,7 +103,7 @@ impl Demand {
         let Started { link, hard_stop } = self.base.start(subscriptions, &connected, Some(dropped), axum::Router::new(), &shutdown)?;
         let reloads = self.base.reloads.take();
         consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(5)).await;
-        self.base.stop().await;
+        self.base.stop().await?;
         Ok(())
     }
 

@@ -85,7 +85,7 @@ impl Desk {
         });
         let reloads = self.base.reloads.take();
         consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(5)).await;
-        self.base.stop().await;
+        self.base.stop().await?;
         Ok(())
     }
 

@@ -157,7 +157,7 @@ impl Flagger {
         let reloads = self.base.reloads.take();
         consumer::consume(&mut self, link, hard_stop, &shutdown, reloads, Duration::from_secs(5)).await;
         self.outbox.mark(&self.db, self.clock.now_ms()).await;
-        self.base.stop().await;
+        self.base.stop().await?;
         tracing::info!("flagger stopped");
         Ok(())
     }

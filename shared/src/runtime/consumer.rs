@@ -83,6 +83,11 @@ pub trait BatchConsumer {
     }
     /// The time now: the service's clock.
     fn now(&self) -> DateTime<Utc>;
+    /// A standby instance became the active one: read state again from the database, where the
+    /// instance before it left it, before the first message.
+    async fn activated(&mut self, out: &Publisher) {
+        self.recover(out).await;
+    }
 }
 
 /// Runs `consumer` on `link` until `shutdown`; then finishes the batch in hand, acks it and
@@ -98,11 +103,21 @@ pub async fn consume<C: BatchConsumer>(
     let mut ticks = tokio::time::interval(tick);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let out = link.publisher.clone();
+    // A standby does nothing on its ticks (pruning, the outbox) until it is the active one.
+    let mut activation = link.activation.take();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = reload::next(&mut reloads) => { consumer.reload(r); continue; }
-            _ = ticks.tick() => { consumer.tick(&out).await; continue; }
+            a = async { match activation.as_mut() { Some(rx) => rx.await, None => std::future::pending().await } }, if activation.is_some() => {
+                activation = None;
+                if let Ok(ready) = a {
+                    consumer.activated(&out).await;
+                    let _ = ready.send(());
+                }
+                continue;
+            }
+            _ = ticks.tick(), if activation.is_none() => { consumer.tick(&out).await; continue; }
             Some(d) = link.deliveries.recv() => {
                 consumer.delivered(&out, d);
                 while let Ok(d) = link.deliveries.try_recv() {

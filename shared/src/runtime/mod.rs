@@ -2,6 +2,7 @@
 //! stops it all, the health and metrics routes, and telemetry.
 
 pub mod consumer;
+pub mod ha;
 pub mod http;
 pub mod mqtt;
 pub mod service;

@@ -6,7 +6,7 @@ use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Outgo
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracker::PubackTracker;
 
@@ -135,6 +135,8 @@ pub struct Link {
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
     pub connected: watch::Receiver<bool>,
     pub task: tokio::task::JoinHandle<()>,
+    /// For a standby instance: told when it becomes the one that consumes.
+    pub activation: Option<Activation>,
 }
 
 /// Starts the task that owns the event loop. It subscribes to `subscriptions` on every ConnAck
@@ -154,8 +156,16 @@ pub fn connect(
     hard_stop: CancellationToken,
     dropped: Option<prometheus::IntCounter>,
 ) -> Link {
-    connect_any(vec![options], subscriptions, hard_stop, dropped)
+    connect_any(vec![options], subscriptions, hard_stop, dropped, None)
 }
+
+/// Holds a link back until it resolves: `true` to connect, `false` to give up (a standby
+/// instance waiting for its turn, [`crate::runtime::ha`]).
+pub type Gate = std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+
+/// Told once a gated link may connect; the consumer answers on the sender it carries when it
+/// is ready for the first message (its state read again from the database).
+pub type Activation = oneshot::Receiver<oneshot::Sender<()>>;
 
 /// [`connect`] to the first of several brokers (the nodes of a cluster) that answers: after a
 /// failed connection the next is tried, round and round.
@@ -164,7 +174,15 @@ pub fn connect_any(
     subscriptions: Vec<(String, QoS)>,
     hard_stop: CancellationToken,
     dropped: Option<prometheus::IntCounter>,
+    gate: Option<Gate>,
 ) -> Link {
+    let (activate, activation) = match gate {
+        Some(_) => {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
     for o in &mut brokers {
         o.set_request_channel_capacity(REQUEST_CHANNEL);
     }
@@ -191,10 +209,12 @@ pub fn connect_any(
             up: false,
             brokers,
             current: 0,
+            gate,
+            activate,
         }
         .run(hard_stop),
     );
-    Link { client, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task }
+    Link { client, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task, activation }
 }
 
 struct PollLoop {
@@ -215,11 +235,32 @@ struct PollLoop {
     /// Every broker that may be tried, and the one tried now.
     brokers: Vec<MqttOptions>,
     current: usize,
+    /// Waited for before the first connection, and who to tell when it opens.
+    gate: Option<Gate>,
+    activate: Option<oneshot::Sender<oneshot::Sender<()>>>,
 }
 
 impl PollLoop {
     async fn run(mut self, hard_stop: CancellationToken) {
         let client_id = self.eventloop.mqtt_options.client_id();
+        if let Some(gate) = self.gate.take() {
+            let open = tokio::select! {
+                _ = hard_stop.cancelled() => false,
+                open = gate => open,
+            };
+            if !open {
+                return;
+            }
+            if let Some(tell) = self.activate.take() {
+                let (ready_tx, ready_rx) = oneshot::channel();
+                if tell.send(ready_tx).is_ok() {
+                    tokio::select! {
+                        _ = hard_stop.cancelled() => return,
+                        _ = ready_rx => {}
+                    }
+                }
+            }
+        }
         let mut backoff = Duration::from_millis(100);
         let mut awaiting_suback = false;
         let mut outbound_open = true;

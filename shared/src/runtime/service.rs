@@ -30,6 +30,8 @@ pub struct ServiceBase {
     /// with the service and reloads.
     mqtt: crate::config::MqttConfig,
     client_id: String,
+    /// Cancelled when this instance lost the lock that made it the active one.
+    ha_lost: CancellationToken,
 }
 
 /// A started service's broker link; its HTTP server and helpers run in the base's task tracker.
@@ -54,6 +56,7 @@ impl ServiceBase {
             tasks: TaskTracker::new(),
             mqtt: config.mqtt.clone(),
             client_id: config.client_id(name),
+            ha_lost: CancellationToken::new(),
         })
     }
 
@@ -89,8 +92,9 @@ impl ServiceBase {
         let listener = self.listener.take().context("a service starts once")?;
         let options = mqtt::account::client_options(&self.mqtt, &self.client_id).map_err(anyhow::Error::msg)?;
         let hard_stop = CancellationToken::new();
-        let link =
-            mqtt::connect_any(options, subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect(), hard_stop.clone(), dropped);
+        let gate = self.ha_gate(shutdown, &hard_stop)?;
+        let subscriptions = subscriptions.into_iter().map(|t| (t, QoS::AtLeastOnce)).collect();
+        let link = mqtt::connect_any(options, subscriptions, hard_stop.clone(), dropped, gate);
         self.tasks.spawn(crate::runtime::telemetry::follow_connection(link.connected.clone(), connected.clone()));
         let ops = http::ops_router(self.registry.clone(), Readiness { mqtt: link.connected.clone(), db: Some(self.db.clone()) });
         let name = self.name;
@@ -112,6 +116,38 @@ impl ServiceBase {
         Ok(Started { link, hard_stop })
     }
 
+    /// On PostgreSQL, holds the link back until this instance holds the service's lock (a
+    /// standby waits; [`crate::runtime::ha`]); `lantern_ha_active{service}` says which it is.
+    fn ha_gate(&self, shutdown: &CancellationToken, hard_stop: &CancellationToken) -> anyhow::Result<Option<mqtt::Gate>> {
+        let opts =
+            prometheus::Opts::new("lantern_ha_active", "1 on the instance that consumes, 0 on a standby").const_label("service", self.name);
+        let active = IntGauge::with_opts(opts)?;
+        self.registry.register(Box::new(active.clone()))?;
+        if !matches!(self.db, Db::Postgres(_)) {
+            active.set(1);
+            return Ok(None);
+        }
+        let (db, id, stop, hard, lost) =
+            (self.db.clone(), self.client_id.clone(), shutdown.clone(), hard_stop.clone(), self.ha_lost.clone());
+        Ok(Some(Box::pin(async move {
+            let Some(leader) = crate::runtime::ha::acquire(&db, &id, &stop).await else { return false };
+            active.set(1);
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = leader.lost.cancelled() => {
+                        active.set(0);
+                        lost.cancel();
+                        stop.cancel();
+                        hard.cancel();
+                    }
+                    _ = stop.cancelled() => {}
+                }
+                drop(leader);
+            });
+            true
+        })))
+    }
+
     /// Runs a task of the service's own until the service stops.
     pub fn spawn<F: std::future::Future<Output = ()> + Send + 'static>(&self, task: F) {
         self.tasks.spawn(task);
@@ -119,11 +155,17 @@ impl ServiceBase {
 
     /// Waits for every task the service started (after shutdown is cancelled) and closes the
     /// database.
-    pub async fn stop(&self) {
+    /// An error when the service stopped because it lost its turn as the active instance, so
+    /// the process exits non-zero and its supervisor starts it again (as a standby).
+    pub async fn stop(&self) -> anyhow::Result<()> {
         self.tasks.close();
         if tokio::time::timeout(std::time::Duration::from_secs(10), self.tasks.wait()).await.is_err() {
             tracing::warn!("{}: some tasks did not stop within 10 s", self.name);
         }
         self.db.close().await;
+        if self.ha_lost.is_cancelled() {
+            anyhow::bail!("{} lost the database session that made it the active instance", self.name);
+        }
+        Ok(())
     }
 }

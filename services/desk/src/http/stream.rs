@@ -21,6 +21,9 @@ const PAGE: i64 = 500;
 /// How often a stream checks that whoever opened it may still read it (SPEC: at least every
 /// 30 s); a user removed, whose role or password changed, or signed out, loses the stream.
 const RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often a quiet stream reads the database for entries it was not told of: those written
+/// by another desk instance (several desks serve at once; one ingests).
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
@@ -58,6 +61,7 @@ pub async fn stream(
             if due && !still_allowed(&who.0, &who.1, from, &who.2).await {
                 return None;
             }
+            let mut quiet = tokio::time::Instant::now();
             loop {
                 if let Some((seq, event, payload)) = queue.pop_front() {
                     let ev = Event::default().id(i64::to_string(&seq)).event(event).data(payload);
@@ -80,12 +84,18 @@ pub async fn stream(
                 let told = tokio::select! {
                     _ = stopping.cancelled() => return None,
                     r = rx.recv() => Some(r),
-                    // Wake to check the reader again, even when nothing happens.
-                    _ = tokio::time::sleep(RECHECK) => None,
+                    // Wake to read again, and now and then to check the reader, even when
+                    // nothing happens.
+                    _ = tokio::time::sleep(POLL) => None,
                 };
                 match told {
                     Some(Err(RecvError::Closed)) => return None,
-                    None if !still_allowed(&who.0, &who.1, from, &who.2).await => return None,
+                    None if quiet.elapsed() >= RECHECK => {
+                        if !still_allowed(&who.0, &who.1, from, &who.2).await {
+                            return None;
+                        }
+                        quiet = tokio::time::Instant::now();
+                    }
                     _ => {}
                 }
             }
