@@ -1,6 +1,6 @@
 //! `lantern replay`: historical events through the same detection code, no broker, no database.
 
-use crate::detect::{new_flag_id, Detector, Flag, FlagKind, FlagStatus, Reasons};
+use crate::detect::{assess, new_flag_id, Assessment, Detector, Flag, FlagKind, FlagStatus, MentalHealth, Reasons};
 use chrono::{DateTime, TimeZone, Utc};
 use lantern_shared::domain::event::{CallEvent, Rejection};
 use lantern_shared::domain::ingest::IngestContext;
@@ -9,6 +9,7 @@ use lantern_shared::Config;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{BufRead, Write};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Per-rule figures: what the thresholds would have done.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -45,79 +46,188 @@ fn hash(s: &str) -> u64 {
     h.finish()
 }
 
-/// Runs every line of `input` through detection, writing each flag to `out` as a JSON line
-/// (when `out` is given), and returns the summary.
-/// Replays `input` (one event per line) through detection. `now` is when the replay runs: events
-/// stamped more than the allowed skew after it are refused, as the live service would.
+/// One line, read and scanned on a worker: the parsed event (or why not) and what the
+/// mental-health layers say of it (or the panic inside them).
+enum Prepared {
+    Blank,
+    Refused(Rejection),
+    Event(Box<CallEvent>, Result<Assessment, String>),
+}
+
+/// Lines handed to a worker at a time.
+const CHUNK_LINES: usize = 4096;
+
+fn prepare(line: &str, ingest: &IngestContext, scanner: &MentalHealth, now: DateTime<Utc>) -> Prepared {
+    if line.trim().is_empty() {
+        return Prepared::Blank;
+    }
+    let parsed = guard(|| CallEvent::parse(line.as_bytes(), ingest, now))
+        .unwrap_or_else(|why| Err(Rejection::new("internal_error", format!("processing this event failed: {why}"))));
+    match parsed {
+        Ok(ev) => {
+            let assessment = guard(|| assess(scanner, &ev));
+            Prepared::Event(Box::new(ev), assessment)
+        }
+        Err(r) => Prepared::Refused(r),
+    }
+}
+
+/// Replays `input` (one event per line) through detection, writing each flag to `out` as a
+/// JSON line (when `out` is given), and returns the summary. `now` is when the replay runs:
+/// events stamped more than the allowed skew after it are refused, as the live service would.
+///
+/// Parsing, pseudonyms and the mental-health scan (most of the work, and independent per
+/// event) run on worker threads, one per core; what keeps state (duplicates, repeat-caller
+/// rules, mental-health flags per call) runs here, in input order, so the output is the same as
+/// one thread's.
 pub fn replay(
     config: &Config,
     ingest: &IngestContext,
     now: DateTime<Utc>,
-    input: impl BufRead,
-    mut out: Option<&mut dyn Write>,
+    input: impl BufRead + Send,
+    out: Option<&mut dyn Write>,
 ) -> std::io::Result<Summary> {
-    let mut detector = Detector::new(config, ingest);
-    let mut seen_events: HashSet<u64> = HashSet::new();
-    let mut seen_calls: HashSet<u64> = HashSet::new();
-    let mut summary = Summary::default();
-    for r in &config.repeat_callers.rules {
-        summary.rules.insert(r.name.clone(), RuleSummary::default());
-    }
-    let mut rule_identities: HashMap<String, HashSet<String>> = HashMap::new();
-    let mut callers: HashSet<String> = HashSet::new();
-    let horizon = config.longest_window().millis() + config.retention.history_margin.millis();
-    let mut latest_ms = i64::MIN;
-    let mut since_prune = 0u32;
-    let mut ids = new_flag_id;
-
-    for line in input.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+    let scanner = MentalHealth::new(&config.mental_health);
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
+    let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<String>)>(workers * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Vec<Prepared>)>(workers * 2);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (rx, tx, scanner) = (work_rx.clone(), done_tx.clone(), &scanner);
+            s.spawn(move || loop {
+                let job = lantern_shared::runtime::lock(&rx).recv();
+                let Ok((seq, lines)) = job else { return };
+                let prepared = lines.iter().map(|l| prepare(l, ingest, scanner, now)).collect();
+                if tx.send((seq, prepared)).is_err() {
+                    return;
+                }
+            });
         }
-        summary.events += 1;
-        let parsed = guard(|| CallEvent::parse(line.as_bytes(), ingest, now))
-            .unwrap_or_else(|why| Err(Rejection::new("internal_error", format!("processing this event failed: {why}"))));
-        let ev = match parsed {
-            Ok(ev) => ev,
-            Err(r) => {
-                *summary.rejected.entry(r.reason.to_string()).or_default() += 1;
-                continue;
+        drop(done_tx);
+        let reader = s.spawn(move || -> std::io::Result<()> {
+            let mut chunk = Vec::with_capacity(CHUNK_LINES);
+            let mut seq = 0;
+            for line in input.lines() {
+                chunk.push(line?);
+                if chunk.len() == CHUNK_LINES {
+                    if work_tx.send((seq, std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_LINES)))).is_err() {
+                        return Ok(()); // the applier stopped (an output error): it says why
+                    }
+                    seq += 1;
+                }
             }
-        };
-        if !seen_events.insert(hash(&ev.event_id)) {
-            summary.duplicates += 1;
-            continue;
+            if !chunk.is_empty() {
+                let _ = work_tx.send((seq, chunk));
+            }
+            Ok(())
+        });
+        let mut apply = Apply::new(config, ingest, out);
+        let mut waiting: BTreeMap<u64, Vec<Prepared>> = BTreeMap::new();
+        let mut next = 0;
+        let mut result = Ok(());
+        'chunks: for (seq, prepared) in done_rx {
+            waiting.insert(seq, prepared);
+            while let Some(chunk) = waiting.remove(&next) {
+                next += 1;
+                for p in chunk {
+                    if let Err(e) = apply.one(p, now) {
+                        result = Err(e);
+                        break 'chunks;
+                    }
+                }
+            }
         }
-        let new_call = seen_calls.insert(hash(&ev.call_id));
-        summary.calls += u64::from(new_call);
+        drop(work_rx);
+        let read = reader.join().unwrap_or_else(|_| Err(std::io::Error::other("the replay reader failed")));
+        result.and(read).map(|()| apply.finish())
+    })
+}
+
+/// The part of a replay that keeps state, fed in input order.
+struct Apply<'a> {
+    detector: Detector,
+    seen_events: HashSet<u64>,
+    seen_calls: HashSet<u64>,
+    summary: Summary,
+    rule_identities: HashMap<String, HashSet<String>>,
+    callers: HashSet<String>,
+    horizon: i64,
+    latest_ms: i64,
+    since_prune: u32,
+    out: Option<&'a mut dyn Write>,
+}
+
+impl<'a> Apply<'a> {
+    fn new(config: &Config, ingest: &IngestContext, out: Option<&'a mut dyn Write>) -> Apply<'a> {
+        let mut summary = Summary::default();
+        for r in &config.repeat_callers.rules {
+            summary.rules.insert(r.name.clone(), RuleSummary::default());
+        }
+        Apply {
+            detector: Detector::new(config, ingest),
+            seen_events: HashSet::new(),
+            seen_calls: HashSet::new(),
+            summary,
+            rule_identities: HashMap::new(),
+            callers: HashSet::new(),
+            horizon: config.longest_window().millis() + config.retention.history_margin.millis(),
+            latest_ms: i64::MIN,
+            since_prune: 0,
+            out,
+        }
+    }
+
+    fn one(&mut self, prepared: Prepared, now: DateTime<Utc>) -> std::io::Result<()> {
+        let (ev, assessment) = match prepared {
+            Prepared::Blank => return Ok(()),
+            Prepared::Refused(r) => {
+                self.summary.events += 1;
+                *self.summary.rejected.entry(r.reason.to_string()).or_default() += 1;
+                return Ok(());
+            }
+            Prepared::Event(ev, assessment) => (ev, assessment),
+        };
+        self.summary.events += 1;
+        if !self.seen_events.insert(hash(&ev.event_id)) {
+            self.summary.duplicates += 1;
+            return Ok(());
+        }
+        let new_call = self.seen_calls.insert(hash(&ev.call_id));
+        self.summary.calls += u64::from(new_call);
         // Replay stamps flags with event time, so the same input gives the same output.
         let at = Utc.timestamp_millis_opt(ev.occurred_ms()).single().unwrap_or(now);
         // Detection scans before it changes anything, so a failure leaves the history as it was.
-        let Ok(detection) = guard(|| detector.on_event(&ev, new_call, at, &mut ids)) else {
-            *summary.rejected.entry("internal_error".to_string()).or_default() += 1;
-            continue;
+        let mut ids = new_flag_id;
+        let detection = assessment.and_then(|a| guard(|| self.detector.on_assessed(&ev, new_call, at, &mut ids, a)));
+        let Ok(detection) = detection else {
+            *self.summary.rejected.entry("internal_error".to_string()).or_default() += 1;
+            return Ok(());
         };
         for flag in &detection.flags {
-            tally(&mut summary, &mut rule_identities, &mut callers, flag);
-            if let Some(w) = out.as_deref_mut() {
+            tally(&mut self.summary, &mut self.rule_identities, &mut self.callers, flag);
+            if let Some(w) = self.out.as_deref_mut() {
                 writeln!(w, "{}", flag.to_json())?;
             }
         }
-        latest_ms = latest_ms.max(ev.occurred_ms());
-        since_prune += 1;
-        if since_prune >= 50_000 {
-            since_prune = 0;
-            detector.prune(latest_ms - horizon, latest_ms - crate::detect::MH_CALL_MEMORY_MS);
+        self.latest_ms = self.latest_ms.max(ev.occurred_ms());
+        self.since_prune += 1;
+        if self.since_prune >= 50_000 {
+            self.since_prune = 0;
+            self.detector.prune(self.latest_ms - self.horizon, self.latest_ms - crate::detect::MH_CALL_MEMORY_MS);
         }
+        Ok(())
     }
-    for (rule, set) in rule_identities {
-        if let Some(s) = summary.rules.get_mut(&rule) {
-            s.identities = set.len() as u64;
+
+    fn finish(mut self) -> Summary {
+        for (rule, set) in self.rule_identities {
+            if let Some(s) = self.summary.rules.get_mut(&rule) {
+                s.identities = set.len() as u64;
+            }
         }
+        self.summary.repeat_callers = self.callers.len() as u64;
+        self.summary
     }
-    summary.repeat_callers = callers.len() as u64;
-    Ok(summary)
 }
 
 fn tally(summary: &mut Summary, rule_identities: &mut HashMap<String, HashSet<String>>, callers: &mut HashSet<String>, flag: &Flag) {

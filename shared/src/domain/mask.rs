@@ -145,9 +145,42 @@ pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
     out
 }
 
+/// Answers of [`possible_uncached`] already found on this thread, keyed by a hash under a key
+/// random to the thread, never by the digits (no number is kept, even in memory). The ids of
+/// one call's events hold the same digit runs, so the library runs about once per call instead
+/// of twice per event; it was most of the cost of reading an event.
+struct PossibleCache {
+    keys: std::hash::RandomState,
+    answers: std::collections::HashMap<u64, bool>,
+}
+
+const POSSIBLE_CACHE_MAX: usize = 1 << 16;
+
+thread_local! {
+    static POSSIBLE: std::cell::RefCell<PossibleCache> =
+        std::cell::RefCell::new(PossibleCache { keys: std::hash::RandomState::new(), answers: std::collections::HashMap::new() });
+}
+
 /// Whether the library reads these digits as a possible number: in international form after a
 /// `+` or `00`, or for the default region.
 fn possible(plus: bool, digits: &str) -> bool {
+    use std::hash::BuildHasher;
+    let key = POSSIBLE.with(|c| c.borrow().keys.hash_one((plus, digits, region())));
+    if let Some(hit) = POSSIBLE.with(|c| c.borrow().answers.get(&key).copied()) {
+        return hit;
+    }
+    let answer = possible_uncached(plus, digits);
+    POSSIBLE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.answers.len() >= POSSIBLE_CACHE_MAX {
+            c.answers.clear();
+        }
+        c.answers.insert(key, answer);
+    });
+    answer
+}
+
+fn possible_uncached(plus: bool, digits: &str) -> bool {
     let check = |country: Option<country::Id>, text: String| {
         // The library is not ours: a panic inside it counts as "possible", so the text is masked.
         std::panic::catch_unwind(|| {

@@ -80,6 +80,12 @@ pub struct Detector {
     mh_calls: HashMap<String, MhState>,
 }
 
+/// What the mental-health layers say about an event's notes and incident: pure, so it can run
+/// on any thread and in any order.
+pub fn assess(scanner: &MentalHealth, ev: &CallEvent) -> Assessment {
+    scanner.assess(ev.notes.as_deref(), ev.incident.kind.as_deref(), &ev.incident.qualifiers)
+}
+
 impl Detector {
     pub fn new(config: &Config, ingest: &IngestContext) -> Detector {
         Detector {
@@ -101,10 +107,23 @@ impl Detector {
 
     /// Runs one valid, non-duplicate event. `new_call` is true for the first event of a call.
     pub fn on_event(&mut self, ev: &CallEvent, new_call: bool, now: DateTime<Utc>, ids: &mut dyn FnMut() -> u128) -> Detection {
+        // The scan changes nothing, so a failure inside it leaves no state half-changed.
+        let assessment = assess(&self.mental_health, ev);
+        self.on_assessed(ev, new_call, now, ids, assessment)
+    }
+
+    /// [`Detector::on_event`] for an event whose notes were already scanned (by [`assess`],
+    /// perhaps on another thread): the part that changes state, in event order.
+    pub fn on_assessed(
+        &mut self,
+        ev: &CallEvent,
+        new_call: bool,
+        now: DateTime<Utc>,
+        ids: &mut dyn FnMut() -> u128,
+        assessment: Assessment,
+    ) -> Detection {
         let now_ms = now.timestamp_millis();
         let mut out = Detection::default();
-        // The scan changes nothing, so a failure inside it leaves no state half-changed.
-        let assessment = self.mental_health.assess(ev.notes.as_deref(), ev.incident.kind.as_deref(), &ev.incident.qualifiers);
         if new_call {
             let facts = CallFacts {
                 occurred_ms: ev.occurred_ms(),
