@@ -87,14 +87,16 @@ pub fn replay(
     input: impl BufRead + Send,
     out: Option<&mut dyn Write>,
 ) -> std::io::Result<Summary> {
-    let scanner = MentalHealth::new(&config.mental_health);
+    let mut apply = Apply::new(config, ingest, out);
+    // The workers scan with the detector's own layers: built once.
+    let scanner = apply.detector.scanner();
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 8);
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<String>)>(workers * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Vec<Prepared>)>(workers * 2);
     std::thread::scope(|s| {
         for _ in 0..workers {
-            let (rx, tx, scanner) = (work_rx.clone(), done_tx.clone(), &scanner);
+            let (rx, tx, scanner) = (work_rx.clone(), done_tx.clone(), &*scanner);
             s.spawn(move || loop {
                 let job = lantern_shared::runtime::lock(&rx).recv();
                 let Ok((seq, lines)) = job else { return };
@@ -122,7 +124,6 @@ pub fn replay(
             }
             Ok(())
         });
-        let mut apply = Apply::new(config, ingest, out);
         let mut waiting: BTreeMap<u64, Vec<Prepared>> = BTreeMap::new();
         let mut next = 0;
         let mut result = Ok(());

@@ -76,7 +76,8 @@ pub fn new_flag_id() -> u128 {
 /// mental-health state.
 pub struct Detector {
     pub repeat: RepeatEngine,
-    mental_health: MentalHealth,
+    /// Shared, so a replay's workers scan with the same lexicon, patterns and model.
+    mental_health: std::sync::Arc<MentalHealth>,
     mh_calls: HashMap<String, MhState>,
 }
 
@@ -90,7 +91,7 @@ impl Detector {
     pub fn new(config: &Config, ingest: &IngestContext) -> Detector {
         Detector {
             repeat: RepeatEngine::new(Rules::from_config(config, ingest)),
-            mental_health: MentalHealth::new(&config.mental_health),
+            mental_health: std::sync::Arc::new(MentalHealth::new(&config.mental_health)),
             mh_calls: HashMap::new(),
         }
     }
@@ -98,11 +99,16 @@ impl Detector {
     /// Swaps in new rules, lexicon, patterns and model; the history held stays.
     pub fn reload(&mut self, config: &Config, ingest: &IngestContext) {
         self.repeat.set_rules(Rules::from_config(config, ingest));
-        self.mental_health = MentalHealth::new(&config.mental_health);
+        self.mental_health = std::sync::Arc::new(MentalHealth::new(&config.mental_health));
     }
 
     pub fn mental_health(&self) -> &MentalHealth {
         &self.mental_health
+    }
+
+    /// The mental-health layers, to scan with on other threads ([`assess`]).
+    pub fn scanner(&self) -> std::sync::Arc<MentalHealth> {
+        self.mental_health.clone()
     }
 
     /// Runs one valid, non-duplicate event. `new_call` is true for the first event of a call.

@@ -65,12 +65,18 @@ fn tls(config: &MqttConfig) -> Result<TlsConfiguration, String> {
 /// Client options for each broker URL of `config`, in the order they are tried.
 pub fn client_options(config: &MqttConfig, client_id: &str) -> Result<Vec<MqttOptions>, String> {
     let password = password(config)?;
+    // Read the CA and client files once, whatever the number of brokers.
+    let mut tls_config: Option<TlsConfiguration> = None;
     let mut all = Vec::new();
     for url in urls(&config.url) {
         let addr = BrokerAddress::parse(url)?;
         let mut o = super::options(url, client_id)?;
         if addr.tls {
-            o.set_transport(Transport::tls_with_config(tls(config)?));
+            let t = match &tls_config {
+                Some(t) => t.clone(),
+                None => tls_config.insert(tls(config)?).clone(),
+            };
+            o.set_transport(Transport::tls_with_config(t));
         }
         let username = std::env::var(USERNAME_ENV).ok().filter(|u| !u.is_empty()).or_else(|| config.username.clone());
         match (&username, &password) {
