@@ -256,3 +256,46 @@ async fn a_flood_of_oversized_qos0_junk_keeps_memory_bounded_and_flags_flowing()
     assert!(peak < 200 * 1024, "resident memory peaked at {} MiB", peak / 1024);
     assert!(flagged.is_some(), "a flag after the flood; log: {}", std::fs::read_to_string(&log).unwrap_or_default());
 }
+
+/// A backlog where every event raises or updates a flag, larger than rumqttc's request queue:
+/// acks and flag publishes once filled that queue while the receive buffer was full, and the
+/// flagger stopped for good at about 65,000 events (each side waiting on the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flag_heavy_backlog_larger_than_the_client_queues_drains_to_the_last_event() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let Some(broker) = OwnMosquitto::start(tmp.path()) else {
+        return;
+    };
+    let url = broker.url();
+    let db = TestDb::new("sqlite", tmp.path()).await;
+    let mut world = World::new(&url, &db.url).await;
+    every_call_flags(&mut world);
+    // Register the flagger's persistent session, then queue the backlog while it is away.
+    Running::flagger(&world.config).await.stop().await;
+    let total = 80_000usize;
+    let publisher = Probe::connect(&url, &[]).await;
+    let base = chrono::Utc::now() - chrono::Duration::hours(2);
+    for i in 0..total {
+        let at = (base + chrono::Duration::milliseconds(i as i64 * 50)).to_rfc3339();
+        let number = format!("+4474001{:05}", i % 997);
+        let ev = event(&format!("{}-e{i}", world.prefix), &format!("{}-c{i}", world.prefix), "offered", &at, Some(&number), None);
+        publisher.publish(&world.topic(), ev).await;
+    }
+    let flagger = Running::flagger(&world.config).await;
+    // Progress, not speed: fail only if the count stops moving for 30 s.
+    let (mut last, mut moved) = (0.0, tokio::time::Instant::now());
+    while last < total as f64 && moved.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let received = flagger.metric("lantern_events_received_total{kind=\"offered\"}").await;
+        if received > last {
+            (last, moved) = (received, tokio::time::Instant::now());
+        }
+    }
+    flagger.stop().await;
+    assert_eq!(last, total as f64, "every event of the backlog was processed");
+    let calls = query_i64(&db.url, "SELECT COUNT(*) FROM flagger_calls").await;
+    assert_eq!(calls, total as i64, "every call stored once");
+    let messages = query_i64(&db.url, "SELECT COUNT(*) FROM flagger_flag_messages").await;
+    assert_eq!(messages, total as i64, "one flag message per event");
+    db.cleanup().await;
+}

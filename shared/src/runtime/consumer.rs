@@ -138,9 +138,7 @@ pub async fn consume<C: BatchConsumer>(
             break;
         }
         for r in &batch {
-            if let Err(e) = link.client.ack(&r.publish).await {
-                tracing::error!(error = %e, "could not queue an ack");
-            }
+            link.acker.ack(&r.publish);
         }
     }
     // What the broker acknowledges meanwhile, so the outbox is marked before the stop.
@@ -151,7 +149,7 @@ pub async fn consume<C: BatchConsumer>(
             _ => break,
         }
     }
-    let _ = link.client.disconnect().await;
+    link.acker.disconnect();
     if tokio::time::timeout(Duration::from_secs(5), &mut link.task).await.is_err() {
         hard_stop.cancel();
     }

@@ -54,8 +54,7 @@ pub const MAX_INCOMING_PACKET: usize = 4 * 1024 * 1024 + 64 * 1024;
 /// Bytes of received payload held between the MQTT task and the consumer at most. QoS 1 beyond it
 /// waits at the broker (backpressure); QoS 0 beyond it is dropped and counted.
 pub const MAX_BUFFERED_BYTES: usize = 32 * 1024 * 1024;
-/// Publishes handed to rumqttc but not yet written, at most: its request channel keeps room
-/// for the consumer's acks, so the two never wait on each other.
+/// Publishes handed to rumqttc but not yet written, at most.
 const MAX_SUBMITTED: usize = 4096;
 const REQUEST_CHANNEL: usize = 65_536;
 
@@ -126,10 +125,44 @@ impl Publisher {
     }
 }
 
-/// A running connection: the client to ack with, the publishes received, a publisher, what
-/// the broker has acknowledged, and whether the broker is reachable now.
+/// Acks received publishes, in the order given, through the poll task; never waits.
+///
+/// The consumer must not wait on the poll task: the poll task waits on the consumer when the
+/// receive buffer is full, and rumqttc reads the network up to ten packets for each request it
+/// takes, so a long queue of publishes behind a backlog once filled its request channel with
+/// acks, the consumer waited for room there while holding a full buffer, and both stopped for
+/// good. Acks now queue in the poll task, which hands them to rumqttc as it has room.
+#[derive(Clone, Debug)]
+pub struct Acker {
+    tx: mpsc::UnboundedSender<AckRequest>,
+}
+
+#[derive(Debug)]
+enum AckRequest {
+    Ack(u16, QoS),
+    /// After every ack asked for before it: a clean disconnect.
+    Disconnect,
+}
+
+impl Acker {
+    /// Queues the ack for `publish` (nothing for QoS 0).
+    pub fn ack(&self, publish: &Publish) {
+        if publish.qos != QoS::AtMostOnce {
+            let _ = self.tx.send(AckRequest::Ack(publish.pkid, publish.qos));
+        }
+    }
+
+    /// Disconnects cleanly once every ack queued before is handed over.
+    pub fn disconnect(&self) {
+        let _ = self.tx.send(AckRequest::Disconnect);
+    }
+}
+
+/// A running connection: the acker, the publishes received, a publisher, what the broker has
+/// acknowledged, and whether the broker is reachable now.
 pub struct Link {
     pub client: AsyncClient,
+    pub acker: Acker,
     pub incoming: mpsc::Receiver<Received>,
     pub publisher: Publisher,
     pub deliveries: mpsc::UnboundedReceiver<Delivery>,
@@ -191,6 +224,7 @@ pub fn connect_any(
     let budget = Arc::new(Semaphore::new(MAX_BUFFERED_BYTES / 1024));
     let (tx, incoming) = mpsc::channel(MAX_BUFFERED_BYTES / 1024);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let (delivered_tx, deliveries) = mpsc::unbounded_channel();
     let (connected_tx, connected) = watch::channel(false);
     let task = tokio::spawn(
@@ -203,6 +237,8 @@ pub fn connect_any(
             dropped,
             connected: connected_tx,
             outbound: out_rx,
+            acks: ack_rx,
+            acks_waiting: VecDeque::new(),
             delivered: delivered_tx,
             tracker: PubackTracker::default(),
             waiting: VecDeque::new(),
@@ -214,7 +250,7 @@ pub fn connect_any(
         }
         .run(hard_stop),
     );
-    Link { client, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task, activation }
+    Link { client, acker: Acker { tx: ack_tx }, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task, activation }
 }
 
 struct PollLoop {
@@ -226,6 +262,9 @@ struct PollLoop {
     dropped: Option<prometheus::IntCounter>,
     connected: watch::Sender<bool>,
     outbound: mpsc::UnboundedReceiver<Outbound>,
+    /// Acks from the consumer, and those not yet handed to rumqttc, in order.
+    acks: mpsc::UnboundedReceiver<AckRequest>,
+    acks_waiting: VecDeque<AckRequest>,
     delivered: mpsc::UnboundedSender<Delivery>,
     tracker: PubackTracker,
     /// Publishes asked for and not yet handed to rumqttc.
@@ -264,10 +303,22 @@ impl PollLoop {
         let mut backoff = Duration::from_millis(100);
         let mut awaiting_suback = false;
         let mut outbound_open = true;
+        let mut acks_open = true;
         loop {
+            self.submit_acks();
             self.submit();
             let event = tokio::select! {
                 _ = hard_stop.cancelled() => break,
+                a = self.acks.recv(), if acks_open => {
+                    match a {
+                        Some(a) => self.acks_waiting.push_back(a),
+                        None => acks_open = false,
+                    }
+                    while let Ok(a) = self.acks.try_recv() {
+                        self.acks_waiting.push_back(a);
+                    }
+                    continue;
+                }
                 o = self.outbound.recv(), if outbound_open => {
                     match o {
                         Some(o) => self.waiting.push_back(o),
@@ -359,6 +410,31 @@ impl PollLoop {
             }
         }
         let _ = self.connected.send(false);
+    }
+
+    /// Hands waiting acks (and a disconnect after them) to rumqttc, in order, while its queue
+    /// has room.
+    fn submit_acks(&mut self) {
+        while let Some(a) = self.acks_waiting.front() {
+            let handed = match a {
+                AckRequest::Ack(pkid, qos) => {
+                    let mut p = Publish::new("", *qos, Vec::new());
+                    p.pkid = *pkid;
+                    self.client.try_ack(&p)
+                }
+                AckRequest::Disconnect => self.client.try_disconnect(),
+            };
+            match handed {
+                Ok(()) => {
+                    self.acks_waiting.pop_front();
+                }
+                Err(rumqttc::ClientError::TryRequest(_)) => break, // full: after the next event
+                Err(e) => {
+                    tracing::error!(error = %e, "could not queue an ack");
+                    self.acks_waiting.pop_front();
+                }
+            }
+        }
     }
 
     /// Hands waiting publishes to rumqttc while connected and while its queue has room.
