@@ -21,15 +21,26 @@ impl OwnMosquitto {
     /// [`OwnMosquitto::start`] with its own listener and account lines in place of the plain
     /// listener (`listener`, TLS files, `allow_anonymous`, `password_file`, `acl_file`).
     pub fn start_with(dir: &Path, listener: impl Fn(u16) -> String) -> Option<OwnMosquitto> {
+        let recommended =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mosquitto.conf")).expect("config/mosquitto.conf");
+        OwnMosquitto::start_from(dir, &recommended, listener)
+    }
+
+    /// [`OwnMosquitto::start`] on Mosquitto's own defaults (20 messages in flight per client,
+    /// 1,000 queued, Nagle on), as a force's broker may be set: only the listener, persistence
+    /// and logging are set.
+    pub fn start_on_defaults(dir: &Path) -> Option<OwnMosquitto> {
+        OwnMosquitto::start_from(dir, "persistence true\n", |port| format!("listener {port} 127.0.0.1\n"))
+    }
+
+    fn start_from(dir: &Path, settings: &str, listener: impl Fn(u16) -> String) -> Option<OwnMosquitto> {
         let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].into_iter().find(|p| Path::new(p).exists());
         let Some(bin) = bin else {
             skip("mosquitto is not installed");
             return None;
         };
         let port = free_port();
-        let recommended =
-            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/mosquitto.conf")).expect("config/mosquitto.conf");
-        let mut conf: String = recommended
+        let mut conf: String = settings
             .lines()
             .filter(|l| {
                 !["listener", "persistence_location", "log_dest", "log_type", "user", "allow_anonymous"].iter().any(|k| l.starts_with(k))
