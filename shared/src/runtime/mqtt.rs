@@ -161,7 +161,6 @@ impl Acker {
 /// A running connection: the acker, the publishes received, a publisher, what the broker has
 /// acknowledged, and whether the broker is reachable now.
 pub struct Link {
-    pub client: AsyncClient,
     pub acker: Acker,
     pub incoming: mpsc::Receiver<Received>,
     pub publisher: Publisher,
@@ -230,7 +229,7 @@ pub fn connect_any(
     let task = tokio::spawn(
         PollLoop {
             eventloop,
-            client: client.clone(),
+            client,
             subscriptions,
             tx,
             budget,
@@ -250,7 +249,7 @@ pub fn connect_any(
         }
         .run(hard_stop),
     );
-    Link { client, acker: Acker { tx: ack_tx }, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task, activation }
+    Link { acker: Acker { tx: ack_tx }, incoming, publisher: Publisher { tx: out_tx }, deliveries, connected, task, activation }
 }
 
 struct PollLoop {
