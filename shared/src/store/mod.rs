@@ -133,13 +133,18 @@ impl Db {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(BUSY_TIMEOUT)
                 .foreign_keys(true)
                 // Checkpoints run from [`checkpoint_wal`], not inside whichever commit crosses
                 // the threshold: that commit would wait for the checkpoint's fsyncs.
                 .pragma("wal_autocheckpoint", "0")
-                // After a burst, give the log file back down to 64 MiB once it is checkpointed.
-                .pragma("journal_size_limit", "67108864");
+                // The log file is never cut inside a commit: [`checkpoint_wal`] empties it
+                // once writes have paused.
+                .pragma("journal_size_limit", "-1")
+                // Statement journals and sorts stay in memory: on disk, each multi-row write
+                // created, wrote and deleted a file under /var/tmp, and those writes queued
+                // behind the log's on the same disk (4-9 ms each while a checkpoint ran).
+                .pragma("temp_store", "memory");
             let path = opts.get_filename().to_path_buf();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
@@ -178,24 +183,70 @@ impl Db {
     }
 }
 
-/// Copies SQLite's write-ahead log back into the database every ten seconds until `stop`, on a
-/// connection of its own, so no event's commit waits for a checkpoint. PASSIVE never blocks
-/// readers or writers; what it cannot copy now it copies next time. Each checkpoint's fsyncs
-/// still slow the commits around them through the disk, so they are kept rare: at 1,000
-/// events/s, checkpoints every second put p99 flag latency at 4-5 ms on a busy disk, every ten
-/// seconds at 1.6-1.7 ms.
+/// How long a statement waits for another connection's lock on SQLite before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Keeps SQLite's write-ahead log short until `stop`, without ever making an event's commit
+/// wait for it; it works on a pool connection of its own, never inside a commit.
+/// - Every ten seconds a PASSIVE checkpoint copies the log into the database. PASSIVE never
+///   blocks readers or writers; what it cannot copy now it copies next time. Its fsyncs still
+///   slow the commits around them through the disk, so they are kept rare: at 1,000 events/s,
+///   checkpoints every second put p99 flag latency at 4-5 ms on a busy disk, every ten seconds
+///   at 1.6-1.7 ms.
+/// - Once the log has not changed for two seconds, it copies what is left and empties the log
+///   file (TRUNCATE), waiting for no one: if a writer or reader is busy it tries again a second
+///   later. A burst leaves a log of hundreds of megabytes. SQLite would otherwise give that
+///   back inside the first commit after the log restarts (`journal_size_limit`), and that
+///   held the first flag after a quiet spell for about a second.
 pub async fn checkpoint_wal(pool: SqlitePool, stop: CancellationToken) {
-    let mut every = tokio::time::interval(Duration::from_secs(10));
+    let mut wal = pool.connect_options().get_filename().as_os_str().to_owned();
+    wal.push("-wal");
+    let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since_checkpoint = 0u32;
+    let mut last_seen = None;
+    let mut quiet_for = 0u32;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = every.tick() => {}
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+        since_checkpoint += 1;
+        // The log file's size and modification time: unchanged means no commit since.
+        let seen = std::fs::metadata(&wal).ok().map(|m| (m.len(), m.modified().ok()));
+        quiet_for = if seen.is_some() && seen == last_seen { quiet_for + 1 } else { 0 };
+        last_seen = seen;
+        let holds_frames = seen.is_some_and(|(len, _)| len > 0);
+        let done = if quiet_for >= 2 && holds_frames {
+            empty_wal(&pool).await
+        } else if since_checkpoint >= 10 {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await.map(|_| ())
+        } else {
+            continue;
+        };
+        since_checkpoint = 0;
+        if let Err(e) = done {
             tracing::warn!(error = %e, "SQLite checkpoint failed; will try again");
         }
     }
+}
+
+/// Copies the whole log into the database and truncates the log file to nothing, if no
+/// connection is writing or reading the log right now; otherwise leaves it for the next try.
+/// The copying is done first by a PASSIVE checkpoint, which holds no lock writers need, so
+/// TRUNCATE, which holds the write lock, only has the truncation left to do.
+async fn empty_wal(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA busy_timeout = 0").execute(&mut *conn).await?;
+    let truncated = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut *conn).await;
+    let restored = sqlx::query(&format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis())).execute(&mut *conn).await;
+    if restored.is_err() {
+        // Never hand a connection that gives up at once back to the pool.
+        conn.close_on_drop();
+    }
+    truncated?;
+    restored.map(|_| ())
 }
 
 /// A URL with any password in it replaced by `***`, for logs and command output.
@@ -266,6 +317,45 @@ mod tests {
         assert!(super::is_transient(&sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))));
         assert!(!super::is_transient(&sqlx::Error::RowNotFound));
         assert!(!super::is_transient(&sqlx::Error::ColumnNotFound("x".into())));
+    }
+
+    /// A burst leaves a long write-ahead log. No commit cuts it (that held the first flag
+    /// after a quiet spell); once writes pause, the checkpointer copies it into the database
+    /// and empties the file.
+    #[tokio::test]
+    async fn the_log_a_burst_leaves_is_emptied_once_writes_pause() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let db = super::Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.expect("a database");
+        let super::Db::Sqlite(pool) = &db else { panic!("a sqlite:// URL opens SQLite") };
+        sqlx::query("CREATE TABLE burst (n INTEGER, pad TEXT)").execute(pool).await.expect("create");
+        for n in 0..2000i64 {
+            sqlx::query("INSERT INTO burst VALUES ($1, $2)").bind(n).bind("x".repeat(1000)).execute(pool).await.expect("insert");
+        }
+        let wal = dir.path().join("t.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(size() > 2_000_000, "2,000 commits of 1 kB each leave a log of megabytes, not {} bytes", size());
+
+        let stop = tokio_util::sync::CancellationToken::new();
+        let checkpoints = tokio::spawn(super::checkpoint_wal(pool.clone(), stop.clone()));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while size() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(size(), 0, "the log is emptied within seconds of the last write");
+        let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM burst").fetch_one(pool).await.expect("count");
+        assert_eq!(rows, 2000);
+
+        // Writing again starts a new log, and a pause empties that one too.
+        sqlx::query("INSERT INTO burst VALUES (2000, 'y')").execute(pool).await.expect("insert");
+        assert!(size() > 0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while size() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(size(), 0);
+        stop.cancel();
+        checkpoints.await.expect("the checkpointer stops when asked");
+        db.close().await;
     }
 
     #[test]
