@@ -12,10 +12,12 @@ build:
 # The whole suite. With LANTERN_TEST_MQTT_URL and LANTERN_TEST_DATABASE_URL set it also runs
 # against that Mosquitto and PostgreSQL; without them it uses the embedded broker and SQLite.
 # The mental-health figures (precision and recall with 95% intervals on the sealed blind sets,
-# recall per category, false alarms on ordinary notes) are printed by their own run.
+# recall per category, false alarms on ordinary notes) are printed by their own run, which
+# selects the whole workspace as the first does so it reuses that build (`-p lantern-flagger`
+# alone would resolve features differently and compile tokio and most crates again).
 test:
 	$(CARGO) test --workspace -- --skip mental_health::tests::
-	$(CARGO) test -p lantern-flagger --lib mental_health::tests:: -- --nocapture --test-threads 1
+	$(CARGO) test --workspace --lib -- mental_health::tests:: --nocapture --test-threads 1
 
 lint:
 	$(CARGO) fmt --all -- --check
