@@ -166,8 +166,9 @@ struct OpenFlag {
 
 #[derive(Debug, Default)]
 struct IdentityState {
-    /// `(event ms << 5) | attrs`, sorted ascending.
-    calls: Vec<u64>,
+    /// `(event ms << 5) | attrs`, sorted ascending. Most callers call once or twice in a
+    /// window; those two fit in the space a `Vec`'s pointer takes, with no allocation.
+    calls: smallvec::SmallVec<[u64; 2]>,
     flag: Option<Box<OpenFlag>>,
 }
 
