@@ -108,7 +108,7 @@ impl Flagger {
     async fn rebuild(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         let erasure = erasures::latest(&self.db).await?;
-        let mut detector = Detector::new(&self.config, &self.ingest);
+        let mut detector = lock(&self.detector).emptied();
         self.next_seq = store::max_seq(&self.db).await? + 1;
         if let Some(latest) = store::latest_call_ms(&self.db).await? {
             let from = latest - self.history_ms();

@@ -96,6 +96,16 @@ impl Detector {
         }
     }
 
+    /// The same rules and mental-health layers with no history held: what a rebuild from the
+    /// database fills, without loading the model and compiling the lexicon a second time.
+    pub fn emptied(&self) -> Detector {
+        Detector {
+            repeat: RepeatEngine::new(self.repeat.rules().clone()),
+            mental_health: self.mental_health.clone(),
+            mh_calls: HashMap::new(),
+        }
+    }
+
     /// Swaps in new rules, lexicon, patterns and model; the history held stays.
     pub fn reload(&mut self, config: &Config, ingest: &IngestContext) {
         self.repeat.set_rules(Rules::from_config(config, ingest));
