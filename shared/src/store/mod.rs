@@ -335,24 +335,25 @@ mod tests {
         let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         assert!(size() > 2_000_000, "2,000 commits of 1 kB each leave a log of megabytes, not {} bytes", size());
 
+        // True once the log file is empty, polled for at most 20 s.
+        let emptied = || async {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while size() > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            size() == 0
+        };
+
         let stop = tokio_util::sync::CancellationToken::new();
         let checkpoints = tokio::spawn(super::checkpoint_wal(pool.clone(), stop.clone()));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while size() > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert_eq!(size(), 0, "the log is emptied within seconds of the last write");
+        assert!(emptied().await, "the log is emptied within seconds of the last write");
         let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM burst").fetch_one(pool).await.expect("count");
         assert_eq!(rows, 2000);
 
         // Writing again starts a new log, and a pause empties that one too.
         sqlx::query("INSERT INTO burst VALUES (2000, 'y')").execute(pool).await.expect("insert");
         assert!(size() > 0);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while size() > 0 && std::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        assert_eq!(size(), 0);
+        assert!(emptied().await, "the new log is emptied too");
         stop.cancel();
         checkpoints.await.expect("the checkpointer stops when asked");
         db.close().await;
