@@ -26,9 +26,12 @@ impl CallerRef {
         if s.len() != 16 {
             return None;
         }
-        let bytes = data_encoding::BASE32_NOPAD.decode(s.to_ascii_uppercase().as_bytes()).ok()?;
+        // On the stack: start-up parses one or two of these for every call it reads back.
+        let mut upper = [0u8; 16];
+        upper.copy_from_slice(s.as_bytes());
+        upper.make_ascii_uppercase();
         let mut r = [0u8; 10];
-        r.copy_from_slice(bytes.get(..10)?);
+        data_encoding::BASE32_NOPAD.decode_mut(&upper, &mut r).ok()?;
         Some(CallerRef(r))
     }
 }
