@@ -9,6 +9,7 @@ use lantern_shared::config::Config;
 use lantern_shared::domain::pseudonym::CallerRef;
 use lantern_shared::domain::{AgeBand, Channel, Identity, Severity};
 use lantern_shared::Span;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -164,12 +165,111 @@ struct OpenFlag {
     raised_ms: i64,
 }
 
-#[derive(Debug, Default)]
-struct IdentityState {
-    /// `(event ms << 5) | attrs`, sorted ascending. Most callers call once or twice in a
-    /// window; those two fit in the space a `Vec`'s pointer takes, with no allocation.
-    calls: smallvec::SmallVec<[u64; 2]>,
-    flag: Option<Box<OpenFlag>>,
+/// Every identity's counted calls, each `(event ms << 5) | attrs`, sorted ascending.
+///
+/// Most identities have a single call in the longest window. That call is kept in the table
+/// itself; an identity with more keeps them in `many` and the table holds their index there,
+/// top bit set. So a table entry is 24 bytes, and a one-call identity allocates nothing: the
+/// table, sized to a power of two by the number of identities, is most of the memory held.
+#[derive(Default)]
+struct History {
+    table: Map<u64>,
+    many: Vec<Vec<u64>>,
+    /// Places in `many` free for reuse.
+    free: Vec<usize>,
+}
+
+/// Set in a table value that is an index into `many`; never set in a packed call.
+const MANY: u64 = 1 << 63;
+
+impl History {
+    fn calls<'a>(many: &'a [Vec<u64>], slot: &'a u64) -> &'a [u64] {
+        if slot & MANY == 0 {
+            std::slice::from_ref(slot)
+        } else {
+            &many[(slot & !MANY) as usize]
+        }
+    }
+
+    fn get(&self, k: &Key) -> &[u64] {
+        self.table.get(k).map_or(&[], |slot| History::calls(&self.many, slot))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Key, &[u64])> {
+        self.table.iter().map(|(k, slot)| (k, History::calls(&self.many, slot)))
+    }
+
+    /// Adds a call: where it belongs in time, or at the end when restoring (then
+    /// [`History::settle`] sorts once).
+    fn add(&mut self, k: Key, packed: u64, in_order: bool) {
+        match self.table.entry(k) {
+            Entry::Vacant(e) => {
+                e.insert(packed);
+            }
+            Entry::Occupied(mut e) => {
+                let slot = *e.get();
+                if slot & MANY == 0 {
+                    let two = if in_order && packed < slot { vec![packed, slot] } else { vec![slot, packed] };
+                    let i = match self.free.pop() {
+                        Some(i) => {
+                            self.many[i] = two;
+                            i
+                        }
+                        None => {
+                            self.many.push(two);
+                            self.many.len() - 1
+                        }
+                    };
+                    e.insert(i as u64 | MANY);
+                } else {
+                    let v = &mut self.many[(slot & !MANY) as usize];
+                    if in_order {
+                        v.insert(v.partition_point(|x| *x <= packed), packed);
+                    } else {
+                        v.push(packed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sorts what was restored, and gives back room not needed.
+    fn settle(&mut self) {
+        for v in &mut self.many {
+            v.sort_unstable();
+            v.shrink_to_fit();
+        }
+    }
+
+    /// Drops calls packed below `cut`, and identities left with none; returns how many calls.
+    fn prune(&mut self, cut: u64) -> usize {
+        let (many, free) = (&mut self.many, &mut self.free);
+        let mut dropped = 0;
+        self.table.retain(|_, slot| {
+            if *slot & MANY == 0 {
+                let keep = *slot >= cut;
+                dropped += usize::from(!keep);
+                return keep;
+            }
+            let i = (*slot & !MANY) as usize;
+            let v = &mut many[i];
+            let n = v.partition_point(|x| *x < cut);
+            v.drain(..n);
+            dropped += n;
+            let keep = match v[..] {
+                [] => false,
+                [one] => {
+                    *slot = one;
+                    true
+                }
+                _ => return true,
+            };
+            *v = Vec::new();
+            free.push(i);
+            keep
+        });
+        dropped
+    }
 }
 
 /// Keys are HMAC outputs, already uniformly random: hashing them again is wasted work.
@@ -185,31 +285,48 @@ impl Hasher for PassThrough {
             self.0 = self.0.rotate_left(8) ^ u64::from(*b);
         }
     }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64 ^ (v >> 64) as u64;
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
     }
 }
 
-type Map = HashMap<u128, IdentityState, BuildHasherDefault<PassThrough>>;
+type Map<V> = HashMap<Key, V, BuildHasherDefault<PassThrough>>;
 
-fn key(identity: Identity, r: CallerRef) -> u128 {
-    r.to_u128() | (u128::from(identity == Identity::Address) << 127)
+/// A pseudonym's 80 bits, and whether it is an address in the top bit: two words rather than a
+/// `u128`, whose 16-byte alignment would pad each table entry to 32 bytes.
+type Key = (u64, u64);
+
+fn key(identity: Identity, r: CallerRef) -> Key {
+    let v = r.to_u128();
+    (v as u64, (v >> 64) as u64 | u64::from(identity == Identity::Address) << 63)
+}
+
+fn identity_of(k: &Key) -> Identity {
+    if k.1 >> 63 == 1 {
+        Identity::Address
+    } else {
+        Identity::Phone
+    }
 }
 
 fn pack(ms: i64, attrs: CallAttrs) -> u64 {
-    (ms.max(0) as u64) << ATTR_BITS | u64::from(attrs.bits())
+    // Clamped so the top bit stays clear (see `MANY`): that is some 4.5 million years.
+    (ms.clamp(0, (MANY >> (ATTR_BITS + 1)) as i64) as u64) << ATTR_BITS | u64::from(attrs.bits())
 }
 
 /// The history of counted calls per identity, and each identity's latest flag.
 pub struct RepeatEngine {
     rules: Rules,
-    ids: Map,
+    ids: History,
+    /// Few identities are flagged: their flags live apart, so the many that are not pay
+    /// nothing for them.
+    flags: Map<OpenFlag>,
     calls_held: usize,
 }
 
 impl RepeatEngine {
     pub fn new(rules: Rules) -> RepeatEngine {
-        RepeatEngine { rules, ids: Map::default(), calls_held: 0 }
+        RepeatEngine { rules, ids: History::default(), flags: Map::default(), calls_held: 0 }
     }
 
     pub fn rules(&self) -> &Rules {
@@ -226,7 +343,7 @@ impl RepeatEngine {
     }
 
     pub fn identities(&self) -> usize {
-        self.ids.len()
+        self.ids.table.len()
     }
 
     /// Counts a call seen for the first time and returns the flags it raises or updates.
@@ -244,14 +361,13 @@ impl RepeatEngine {
                 continue;
             }
             let t = call.occurred_ms;
-            let state = self.ids.entry(key(identity, r)).or_default();
+            let k = key(identity, r);
             let merge = self.rules.merge_within.millis();
-            if merge > 0 && count_in(&state.calls, t - merge - 1, t, None) > 0 {
+            if merge > 0 && count_in(self.ids.get(&k), t - merge - 1, t, None) > 0 {
                 continue;
             }
-            let packed = pack(t, call.attrs);
-            let at = state.calls.partition_point(|v| *v <= packed);
-            state.calls.insert(at, packed);
+            self.ids.add(k, pack(t, call.attrs), true);
+            let calls = self.ids.get(&k);
             self.calls_held += 1;
             match identity {
                 Identity::Phone => out.counted_phone = Some(r),
@@ -265,25 +381,25 @@ impl RepeatEngine {
                     continue;
                 }
                 let filter = if rule.is_unfiltered() { None } else { Some(rule) };
-                let calls = count_in(&state.calls, t - rule.window.millis(), t, filter);
-                if calls >= rule.min_calls {
+                let n = count_in(calls, t - rule.window.millis(), t, filter);
+                if n >= rule.min_calls {
                     severity = severity.max(Some(rule.severity));
                     reasons.push(RuleReason {
                         rule: rule.name.clone(),
                         identity,
                         window: rule.window.to_string(),
-                        calls,
+                        calls: n,
                         min_calls: rule.min_calls,
                     });
                 }
             }
             let Some(severity) = severity else { continue };
             let cooldown = self.rules.cooldown.millis();
-            let (status, flag) = match state.flag.as_deref() {
+            let (status, flag) = match self.flags.get(&k) {
                 Some(f) if t < f.t0_ms + cooldown => (FlagStatus::Updated, *f),
                 _ => {
                     let f = OpenFlag { flag_id: new_flag_id(), t0_ms: t, raised_ms: now_ms };
-                    state.flag = Some(Box::new(f));
+                    self.flags.insert(k, f);
                     (FlagStatus::Raised, f)
                 }
             };
@@ -303,63 +419,47 @@ impl RepeatEngine {
 
     /// Puts back a counted call at start-up.
     pub fn restore_call(&mut self, identity: Identity, r: CallerRef, occurred_ms: i64, attrs: CallAttrs) {
-        let state = self.ids.entry(key(identity, r)).or_default();
-        state.calls.push(pack(occurred_ms, attrs));
+        self.ids.add(key(identity, r), pack(occurred_ms, attrs), false);
         self.calls_held += 1;
     }
 
     /// Puts back a raised flag at start-up; the latest raise per identity is the one that counts.
     pub fn restore_flag(&mut self, identity: Identity, r: CallerRef, flag_id: u128, t0_ms: i64, raised_ms: i64) {
-        let state = self.ids.entry(key(identity, r)).or_default();
-        if state.flag.as_deref().is_none_or(|f| f.t0_ms <= t0_ms) {
-            state.flag = Some(Box::new(OpenFlag { flag_id, t0_ms, raised_ms }));
-        }
+        let flag = OpenFlag { flag_id, t0_ms, raised_ms };
+        self.flags.entry(key(identity, r)).and_modify(|f| *f = if f.t0_ms <= t0_ms { flag } else { *f }).or_insert(flag);
     }
 
     /// Sorts what was restored; call once after the last `restore_*`.
     pub fn finish_restore(&mut self) {
-        for state in self.ids.values_mut() {
-            state.calls.sort_unstable();
-            state.calls.shrink_to_fit();
-        }
+        self.ids.settle();
     }
 
     /// Drops calls older than `before_ms`, and identities with nothing left to remember.
     pub fn prune(&mut self, before_ms: i64) -> usize {
         let cooldown = self.rules.cooldown.millis();
         let cut = pack(before_ms, CallAttrs(0));
-        let mut dropped = 0;
-        self.ids.retain(|_, state| {
-            let n = state.calls.partition_point(|v| *v < cut);
-            if n > 0 {
-                state.calls.drain(..n);
-                dropped += n;
-            }
-            if state.flag.as_deref().is_some_and(|f| f.t0_ms + cooldown < before_ms) {
-                state.flag = None;
-            }
-            !state.calls.is_empty() || state.flag.is_some()
-        });
+        let dropped = self.ids.prune(cut);
+        self.flags.retain(|_, f| f.t0_ms + cooldown >= before_ms);
         self.calls_held -= dropped;
         dropped
     }
 
     /// The event time of the oldest call held, if any: history is complete from here on.
     pub fn earliest_ms(&self) -> Option<i64> {
-        self.ids.values().filter_map(|s| s.calls.first()).min().map(|v| (v >> ATTR_BITS) as i64)
+        self.ids.iter().filter_map(|(_, c)| c.first()).min().map(|v| (v >> ATTR_BITS) as i64)
     }
 
     /// For `lantern_repeat_callers{rule}`: identities whose count is at or over each rule now.
     pub fn at_or_over(&self, now_ms: i64) -> Vec<(String, usize)> {
         let mut counts = vec![0usize; self.rules.rules.len()];
-        for (k, state) in &self.ids {
-            let identity = if k >> 127 == 1 { Identity::Address } else { Identity::Phone };
+        for (k, calls) in self.ids.iter() {
+            let identity = identity_of(k);
             for (i, rule) in self.rules.rules.iter().enumerate() {
-                if rule.identity != identity || state.calls.len() < rule.min_calls as usize {
+                if rule.identity != identity || calls.len() < rule.min_calls as usize {
                     continue;
                 }
                 let filter = if rule.is_unfiltered() { None } else { Some(rule) };
-                if count_in(&state.calls, now_ms - rule.window.millis(), now_ms, filter) >= rule.min_calls {
+                if count_in(calls, now_ms - rule.window.millis(), now_ms, filter) >= rule.min_calls {
                     counts[i] += 1;
                 }
             }
