@@ -165,11 +165,14 @@ thread_local! {
 /// `+` or `00`, or for the default region.
 fn possible(plus: bool, digits: &str) -> bool {
     use std::hash::BuildHasher;
+    if !plus && too_long_for_region(region(), digits) {
+        return false;
+    }
     let key = POSSIBLE.with(|c| c.borrow().keys.hash_one((plus, digits, region())));
     if let Some(hit) = POSSIBLE.with(|c| c.borrow().answers.get(&key).copied()) {
         return hit;
     }
-    let answer = possible_uncached(plus, digits);
+    let answer = possible_in(region(), plus, digits);
     POSSIBLE.with(|c| {
         let mut c = c.borrow_mut();
         if c.answers.len() >= POSSIBLE_CACHE_MAX {
@@ -180,7 +183,106 @@ fn possible(plus: bool, digits: &str) -> bool {
     answer
 }
 
-fn possible_uncached(plus: bool, digits: &str) -> bool {
+/// What the library makes of a region's numbers, worked out once: enough to rule out, without
+/// parsing, digits too long to be a number there.
+struct RegionLengths {
+    /// The region's calling code, which the library may strip from the front.
+    code: String,
+    /// Its international prefix and its national prefix for parsing, anchored at the start.
+    idd: Option<regex::Regex>,
+    prefix_for_parsing: Option<regex::Regex>,
+    /// Its national prefix's length: stripped once more after the prefix for parsing.
+    national_prefix: usize,
+    /// The longest number any region sharing the calling code has, local lengths included.
+    longest: usize,
+}
+
+impl RegionLengths {
+    fn of(region: country::Id) -> Option<RegionLengths> {
+        let db = &*phonenumber::metadata::DATABASE;
+        let meta = db.by_id(region.as_ref())?;
+        // Built as the library builds its own: metadata patterns are laid out with whitespace.
+        let anchored =
+            |re: Option<&str>| re.map(|re| regex::RegexBuilder::new(&format!("^(?:{re})")).ignore_whitespace(true).build()).transpose();
+        let longest = db
+            .by_code(&meta.country_code())
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|m| {
+                let d = m.descriptors();
+                let kinds = [
+                    d.fixed_line(),
+                    d.mobile(),
+                    d.toll_free(),
+                    d.premium_rate(),
+                    d.shared_cost(),
+                    d.personal_number(),
+                    d.voip(),
+                    d.pager(),
+                    d.uan(),
+                    d.voicemail(),
+                ];
+                std::iter::once(d.general())
+                    .chain(kinds.into_iter().flatten())
+                    .flat_map(|k| k.possible_length().iter().chain(k.possible_local_length()).copied())
+                    .collect::<Vec<u16>>()
+            })
+            .max()?;
+        Some(RegionLengths {
+            code: meta.country_code().to_string(),
+            idd: anchored(meta.international_prefix().map(|re| re.as_str())).ok()?,
+            prefix_for_parsing: anchored(meta.national_prefix_for_parsing().map(|re| re.as_str())).ok()?,
+            national_prefix: meta.national_prefix().map_or(0, str::len),
+            longest: usize::from(longest),
+        })
+    }
+
+    /// The library reads digits with no `+` as the region does: it strips an international
+    /// prefix (then the number is another country's), or else perhaps the calling code, then a
+    /// match of the prefix for parsing (or the national prefix), then the national prefix
+    /// again. What is left is at least this long; longer than any number there, it is not one.
+    fn rules_out(&self, digits: &str) -> bool {
+        if digits.starts_with("00") || self.idd.as_ref().is_some_and(|re| re.is_match(digits)) {
+            return false;
+        }
+        let shortest = [Some(digits), digits.strip_prefix(self.code.as_str())]
+            .into_iter()
+            .flatten()
+            .map(|d| {
+                let first = match &self.prefix_for_parsing {
+                    Some(re) => re.find(d).map_or(0, |m| m.end()),
+                    None => self.national_prefix,
+                };
+                d.len().saturating_sub(first + self.national_prefix)
+            })
+            .min()
+            .unwrap_or(0);
+        shortest > self.longest
+    }
+}
+
+thread_local! {
+    static LENGTHS: std::cell::RefCell<Option<(country::Id, Option<RegionLengths>)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// True when the library, reading `digits` (no `+`) for `region`, cannot find a possible
+/// number: even after stripping every prefix it could, more digits are left than any number
+/// of the region has. Exact, not a guess: where the digits open with the region's
+/// international prefix or `00` (read in international form as well), it answers false and
+/// the library decides. Ids
+/// such as `SIM43BB-20251201-0000001-0` hold 15- and 16-digit runs: this answers those, which
+/// were most of the cost of reading an event.
+fn too_long_for_region(region: country::Id, digits: &str) -> bool {
+    LENGTHS.with(|l| {
+        let mut l = l.borrow_mut();
+        if l.as_ref().is_none_or(|(known, _)| *known != region) {
+            *l = Some((region, RegionLengths::of(region)));
+        }
+        l.as_ref().and_then(|(_, lengths)| lengths.as_ref()).is_some_and(|lengths| lengths.rules_out(digits))
+    })
+}
+
+fn possible_in(region: country::Id, plus: bool, digits: &str) -> bool {
     let check = |country: Option<country::Id>, text: String| {
         // The library is not ours: a panic inside it counts as "possible", so the text is masked.
         std::panic::catch_unwind(|| {
@@ -219,7 +321,7 @@ fn possible_uncached(plus: bool, digits: &str) -> bool {
             return true;
         }
     }
-    check(Some(region()), digits.to_string())
+    check(Some(region), digits.to_string())
 }
 
 /// `text` with every digit of every phone-like run replaced by `#`.

@@ -114,3 +114,44 @@ fn a_number_inside_a_longer_chain_of_digits_is_still_found() {
         assert_eq!(mask(text), want, "{text}");
     }
 }
+
+/// The length rule that spares the library most id digit runs never says "not a number" where
+/// the library would say "possible", for regions of every kind (national prefix or none,
+/// prefixes stripped by pattern, international prefixes other than `00`), and it does answer
+/// the long runs ids hold in the UK.
+#[test]
+fn ruling_out_by_length_agrees_with_the_library() {
+    let regions = ["GB", "US", "DE", "FR", "IE", "AU", "NL", "IN", "BR", "AR", "JP", "RU", "CN", "IT", "MX", "ZA", "KR", "SE", "NZ", "HU"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut ruled_out = 0;
+    for name in regions {
+        let region: country::Id = name.parse().expect("a region");
+        let code = phonenumber::metadata::DATABASE.by_id(name).expect("metadata").country_code().to_string();
+        for i in 0..1500 {
+            let len = 9 + (next() % 9) as usize;
+            // Openings the parser treats specially: the calling code, a trunk 0, international prefixes.
+            let opening = ["", "0", "00", "011", "810", "8", "1", code.as_str(), "0044"][i % 9];
+            let mut digits: String = opening.chars().take(len).collect();
+            while digits.len() < len {
+                digits.push(char::from(b'0' + (next() % 10) as u8));
+            }
+            if too_long_for_region(region, &digits) {
+                ruled_out += 1;
+                assert!(
+                    !possible_in(region, false, &digits),
+                    "{digits} in {name}: ruled out by length, but the library reads a possible number"
+                );
+            }
+        }
+    }
+    assert!(ruled_out > 1000, "the rule answers many long runs, not {ruled_out}");
+    let gb: country::Id = "GB".parse().expect("GB");
+    assert!(too_long_for_region(gb, "2025120100000010") && too_long_for_region(gb, "202512010000001"));
+    assert!(!too_long_for_region(gb, "07700900123") && !too_long_for_region(gb, "00447700900123"));
+}
