@@ -183,6 +183,28 @@ fn possible(plus: bool, digits: &str) -> bool {
     answer
 }
 
+/// Every length a region's numbers can have, local lengths included, over every kind of number
+/// it describes.
+fn lengths(m: &phonenumber::metadata::Metadata) -> Vec<u16> {
+    let d = m.descriptors();
+    let kinds = [
+        d.fixed_line(),
+        d.mobile(),
+        d.toll_free(),
+        d.premium_rate(),
+        d.shared_cost(),
+        d.personal_number(),
+        d.voip(),
+        d.pager(),
+        d.uan(),
+        d.voicemail(),
+    ];
+    std::iter::once(d.general())
+        .chain(kinds.into_iter().flatten())
+        .flat_map(|k| k.possible_length().iter().chain(k.possible_local_length()).copied())
+        .collect()
+}
+
 /// What the library makes of a region's numbers, worked out once: enough to rule out, without
 /// parsing, digits too long to be a number there.
 struct RegionLengths {
@@ -204,30 +226,7 @@ impl RegionLengths {
         // Built as the library builds its own: metadata patterns are laid out with whitespace.
         let anchored =
             |re: Option<&str>| re.map(|re| regex::RegexBuilder::new(&format!("^(?:{re})")).ignore_whitespace(true).build()).transpose();
-        let longest = db
-            .by_code(&meta.country_code())
-            .unwrap_or_default()
-            .iter()
-            .flat_map(|m| {
-                let d = m.descriptors();
-                let kinds = [
-                    d.fixed_line(),
-                    d.mobile(),
-                    d.toll_free(),
-                    d.premium_rate(),
-                    d.shared_cost(),
-                    d.personal_number(),
-                    d.voip(),
-                    d.pager(),
-                    d.uan(),
-                    d.voicemail(),
-                ];
-                std::iter::once(d.general())
-                    .chain(kinds.into_iter().flatten())
-                    .flat_map(|k| k.possible_length().iter().chain(k.possible_local_length()).copied())
-                    .collect::<Vec<u16>>()
-            })
-            .max()?;
+        let longest = db.by_code(&meta.country_code()).unwrap_or_default().into_iter().flat_map(lengths).max()?;
         Some(RegionLengths {
             code: meta.country_code().to_string(),
             idd: anchored(meta.international_prefix().map(|re| re.as_str())).ok()?,
@@ -269,9 +268,8 @@ thread_local! {
 /// number: even after stripping every prefix it could, more digits are left than any number
 /// of the region has. Exact, not a guess: where the digits open with the region's
 /// international prefix or `00` (read in international form as well), it answers false and
-/// the library decides. Ids
-/// such as `SIM43BB-20251201-0000001-0` hold 15- and 16-digit runs: this answers those, which
-/// were most of the cost of reading an event.
+/// the library decides. Ids such as `SIM43BB-20251201-0000001-0` hold 15- and 16-digit runs:
+/// this answers those, which were most of the cost of reading an event.
 fn too_long_for_region(region: country::Id, digits: &str) -> bool {
     LENGTHS.with(|l| {
         let mut l = l.borrow_mut();
@@ -291,24 +289,7 @@ fn possible_in(region: country::Id, plus: bool, digits: &str) -> bool {
                 // Every region sharing the calling code (+44: GB, GG, IM, JE): a number in a
                 // range no region has assigned yet is still possible if its length is.
                 let regions = phonenumber::metadata::DATABASE.by_code(&n.code().value()).unwrap_or_default();
-                regions.into_iter().any(|m| {
-                    let d = m.descriptors();
-                    let kinds = [
-                        d.fixed_line(),
-                        d.mobile(),
-                        d.toll_free(),
-                        d.premium_rate(),
-                        d.shared_cost(),
-                        d.personal_number(),
-                        d.voip(),
-                        d.pager(),
-                        d.uan(),
-                        d.voicemail(),
-                    ];
-                    std::iter::once(d.general())
-                        .chain(kinds.into_iter().flatten())
-                        .any(|k| k.possible_length().contains(&len) || k.possible_local_length().contains(&len))
-                })
+                regions.into_iter().flat_map(lengths).any(|l| l == len)
             })
         })
         .unwrap_or(true)
