@@ -53,7 +53,8 @@ pub(crate) fn random_ref(rng: &mut impl Rng) -> CallerRef {
 async fn e2e(report: &mut Report, url: &str, bare: f64) {
     let pg = std::env::var("LANTERN_TEST_DATABASE_URL").is_ok();
     let backends: &[&str] = if pg { &["sqlite", "postgres"] } else { &["sqlite"] };
-    let n = 20_000;
+    // LANTERN_BENCH_EVENTS makes the queue longer, for profiling the drain.
+    let n = std::env::var("LANTERN_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
     for backend in backends {
         let mut runs = Vec::new();
         for _ in 0..3 {
@@ -141,7 +142,7 @@ async fn latencies(report: &mut Report, url: &str, broker: &str, target: f64) {
             continue;
         }
         let goal = if want.is_nan() { String::new() } else { format!(" (target p99 < {want} ms)") };
-        report.add(&format!("latency, {broker}, {name}: p50"), at(pick, 0.5), "ms", &format!("{samples} samples in 3 runs"));
+        report.add(&format!("latency, {broker}, {name}: p50"), at(pick, 0.5), "ms", &format!("{samples} samples in {n} runs"));
         report.add(&format!("latency, {broker}, {name}: p99"), at(pick, 0.99), "ms", &goal);
     }
 }
