@@ -182,6 +182,9 @@ struct History {
 /// Set in a table value that is an index into `many`; never set in a packed call.
 const MANY: u64 = 1 << 63;
 
+// The memory figure rests on this: a key and one word per identity.
+const _: () = assert!(std::mem::size_of::<(Key, u64)>() == 24);
+
 impl History {
     fn calls<'a>(many: &'a [Vec<u64>], slot: &'a u64) -> &'a [u64] {
         if slot & MANY == 0 {
