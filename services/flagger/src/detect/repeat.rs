@@ -203,12 +203,10 @@ impl History {
     }
 
     /// Adds a call: where it belongs in time, or at the end when restoring (then
-    /// [`History::settle`] sorts once).
-    fn add(&mut self, k: Key, packed: u64, in_order: bool) {
+    /// [`History::settle`] sorts once). Returns the identity's calls, the new one included.
+    fn add(&mut self, k: Key, packed: u64, in_order: bool) -> &[u64] {
         match self.table.entry(k) {
-            Entry::Vacant(e) => {
-                e.insert(packed);
-            }
+            Entry::Vacant(e) => std::slice::from_ref(e.insert(packed)),
             Entry::Occupied(mut e) => {
                 let slot = *e.get();
                 if slot & MANY == 0 {
@@ -224,6 +222,7 @@ impl History {
                         }
                     };
                     e.insert(i as u64 | MANY);
+                    &self.many[i]
                 } else {
                     let v = &mut self.many[(slot & !MANY) as usize];
                     if in_order {
@@ -231,6 +230,7 @@ impl History {
                     } else {
                         v.push(packed);
                     }
+                    v
                 }
             }
         }
@@ -369,8 +369,7 @@ impl RepeatEngine {
             if merge > 0 && count_in(self.ids.get(&k), t - merge - 1, t, None) > 0 {
                 continue;
             }
-            self.ids.add(k, pack(t, call.attrs), true);
-            let calls = self.ids.get(&k);
+            let calls = self.ids.add(k, pack(t, call.attrs), true);
             self.calls_held += 1;
             match identity {
                 Identity::Phone => out.counted_phone = Some(r),
@@ -429,7 +428,14 @@ impl RepeatEngine {
     /// Puts back a raised flag at start-up; the latest raise per identity is the one that counts.
     pub fn restore_flag(&mut self, identity: Identity, r: CallerRef, flag_id: u128, t0_ms: i64, raised_ms: i64) {
         let flag = OpenFlag { flag_id, t0_ms, raised_ms };
-        self.flags.entry(key(identity, r)).and_modify(|f| *f = if f.t0_ms <= t0_ms { flag } else { *f }).or_insert(flag);
+        self.flags
+            .entry(key(identity, r))
+            .and_modify(|f| {
+                if f.t0_ms <= t0_ms {
+                    *f = flag;
+                }
+            })
+            .or_insert(flag);
     }
 
     /// Sorts what was restored; call once after the last `restore_*`.
