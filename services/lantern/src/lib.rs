@@ -1,5 +1,6 @@
 //! The `lantern` command's subcommands, callable from tests.
 
+pub mod allocator;
 pub mod demo;
 pub mod privacy;
 pub mod report;
