@@ -18,12 +18,21 @@ pub(crate) async fn publish_all(url: &str, topic: &str, payloads: Vec<Vec<u8>>) 
     });
     let mut acked = 0;
     while acked < n {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-            Ok(_) => {}
-            Err(e) => panic!("publisher: {e}"),
+        match stalled(eventloop.poll()).await {
+            Some(Ok(Event::Incoming(Packet::PubAck(_)))) => acked += 1,
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("publisher: {e}"),
+            None => panic!("publisher: the broker acknowledged {acked} of {n} events, then nothing for {STALL:?}"),
         }
     }
+}
+
+/// How long a drain or a publish may go without progress before the benchmark gives up on it.
+const STALL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `step`, or none if it took longer than [`STALL`].
+async fn stalled<T>(step: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(STALL, step).await.ok()
 }
 
 /// The last `n` events of simulated force traffic (realistic mix, repeat callers, notes).
@@ -48,12 +57,14 @@ pub(crate) async fn bare_drain(url: &str, n: usize) -> f64 {
     let (client, mut el) = connect(&id);
     client.subscribe(topic.clone(), QoS::AtLeastOnce).await.expect("subscribe");
     loop {
-        if let Ok(Event::Incoming(Packet::SubAck(_))) = el.poll().await {
-            break;
+        match stalled(el.poll()).await {
+            Some(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
+            Some(_) => {}
+            None => panic!("bare subscriber: no SUBACK within {STALL:?}"),
         }
     }
     client.disconnect().await.expect("disconnect");
-    while !matches!(el.poll().await, Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)) {}
+    while !matches!(stalled(el.poll()).await, Some(Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) | Err(_)) | None) {}
     drop(el);
     publish_all(
         url,
@@ -67,14 +78,22 @@ pub(crate) async fn bare_drain(url: &str, n: usize) -> f64 {
     .await;
     let (client, mut el) = connect(&id);
     let start = Instant::now();
-    let mut got = 0;
+    let (mut got, mut last) = (0, Instant::now());
     while got < n {
-        if let Ok(Event::Incoming(Packet::Publish(p))) = el.poll().await {
-            got += 1;
-            let _ = client.try_ack(&p);
+        match stalled(el.poll()).await {
+            Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                got += 1;
+                last = Instant::now();
+                let _ = client.try_ack(&p);
+            }
+            Some(_) => {}
+            None => {
+                println!("(the broker handed the bare subscriber {got} of {n} events, then nothing for {STALL:?})");
+                break;
+            }
         }
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let rate = got as f64 / last.duration_since(start).as_secs_f64();
     let _ = client.disconnect().await;
     rate
 }
@@ -142,7 +161,7 @@ async fn received_at_least(addr: std::net::SocketAddr, n: usize) -> usize {
             .filter(|l| l.starts_with("lantern_events_received_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
-        if received >= n as f64 || moved.elapsed() > std::time::Duration::from_secs(5) {
+        if received >= n as f64 || moved.elapsed() > STALL {
             return received as usize;
         }
         if received > last {
