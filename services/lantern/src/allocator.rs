@@ -22,7 +22,9 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10;
 /// (0 ms) held no less and cost the replay about a tenth more time in `madvise`.
 ///
 /// The arena is made by the first allocation, before `main`, so this runs as a constructor of
-/// the program, as mimalloc's own environment variables would.
+/// the program, as mimalloc's own environment variables would. Linux only (the section is
+/// ELF's); elsewhere mimalloc keeps its defaults.
+#[cfg(target_os = "linux")]
 extern "C" fn tune() {
     // SAFETY: `mi_option_set` only stores an option's value, and both options exist in the
     // sources built; it allocates nothing.
@@ -32,6 +34,7 @@ extern "C" fn tune() {
     }
 }
 
+#[cfg(target_os = "linux")]
 #[used]
 #[link_section = ".init_array"]
 static TUNE: extern "C" fn() = tune;
@@ -42,7 +45,7 @@ pub fn tuned() -> bool {
     unsafe { libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT) == 0 && libmimalloc_sys::mi_option_get(PURGE_DELAY) == PURGE_DELAY_MS }
 }
 
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]
     fn mimalloc_commits_on_demand_and_purges_soon_from_the_first_allocation() {
