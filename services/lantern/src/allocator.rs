@@ -10,8 +10,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // Option numbers from mimalloc's `mi_option_t` (include/mimalloc.h of the sources that
 // libmimalloc-sys builds); libmimalloc-sys names only some of them.
+#[cfg(target_os = "linux")]
 const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+#[cfg(target_os = "linux")]
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+#[cfg(target_os = "linux")]
 const PURGE_DELAY_MS: std::ffi::c_long = 10;
 
 /// Holds resident memory to what is in use, for the flagger's memory held per call. By
@@ -39,16 +42,14 @@ extern "C" fn tune() {
 #[link_section = ".init_array"]
 static TUNE: extern "C" fn() = tune;
 
-/// Whether the constructor ran before this call (the test below asks).
-pub fn tuned() -> bool {
-    // SAFETY: reading an option's value has no preconditions.
-    unsafe { libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT) == 0 && libmimalloc_sys::mi_option_get(PURGE_DELAY) == PURGE_DELAY_MS }
-}
-
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
+    use super::*;
+
     #[test]
     fn mimalloc_commits_on_demand_and_purges_soon_from_the_first_allocation() {
-        assert!(super::tuned());
+        // SAFETY: reading an option's value has no preconditions.
+        let (eager, delay) = unsafe { (libmimalloc_sys::mi_option_get(ARENA_EAGER_COMMIT), libmimalloc_sys::mi_option_get(PURGE_DELAY)) };
+        assert_eq!((eager, delay), (0, PURGE_DELAY_MS), "the constructor set both options");
     }
 }

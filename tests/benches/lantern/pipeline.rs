@@ -78,7 +78,7 @@ pub(crate) async fn bare_drain(url: &str, n: usize) -> f64 {
     .await;
     let (client, mut el) = connect(&id);
     let start = Instant::now();
-    let (mut got, mut last) = (0, Instant::now());
+    let (mut got, mut last) = (0, start);
     while got < n {
         match stalled(el.poll()).await {
             Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
