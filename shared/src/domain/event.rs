@@ -9,7 +9,10 @@ use super::mask::{mask, mask_json};
 use super::names::{AgeBand, Channel, EventKind, Presentation};
 use super::pseudonym::CallerRef;
 use chrono::{DateTime, FixedOffset, Utc};
-use serde_json::{Map, Value};
+use raw::{Fields, Raw};
+use serde_json::Value;
+
+mod raw;
 
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
 pub const MAX_NOTES_BYTES: usize = 16 * 1024;
@@ -148,10 +151,9 @@ impl CallEvent {
         }
         let text = std::str::from_utf8(payload)
             .map_err(|e| Rejection::new("invalid_utf8", format!("the payload is not UTF-8 (bad byte at offset {})", e.valid_up_to())))?;
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| Rejection::new("invalid_json", format!("the payload is not valid JSON: {e}")))?;
-        let Value::Object(obj) = value else {
-            return Err(Rejection::new("not_object", format!("the payload must be a JSON object, not {}", type_name(&value))));
+        let value = Raw::parse(text).map_err(|e| Rejection::new("invalid_json", format!("the payload is not valid JSON: {e}")))?;
+        let Raw::Object(obj) = value else {
+            return Err(Rejection::new("not_object", format!("the payload must be a JSON object, not {}", value.type_name())));
         };
 
         // Ids are kept and echoed, so a number inside one becomes a keyed token: distinct
@@ -201,24 +203,24 @@ impl CallEvent {
 
         let caller = match field(&obj, "caller") {
             None => Caller::default(),
-            Some(Value::Object(c)) => parse_caller(c, ctx)?,
+            Some(Raw::Object(c)) => parse_caller(c, ctx)?,
             Some(other) => return Err(wrong_type("caller", "an object", other)),
         };
         let incident = match field(&obj, "incident") {
             None => Incident::default(),
-            Some(Value::Object(i)) => parse_incident(i)?,
+            Some(Raw::Object(i)) => parse_incident(i)?,
             Some(other) => return Err(wrong_type("incident", "an object", other)),
         };
         let notes = match field(&obj, "notes") {
             None => None,
-            Some(Value::String(s)) => {
+            Some(Raw::Str(s)) => {
                 if s.len() > MAX_NOTES_BYTES {
                     return Err(Rejection::new("too_long", format!("field `notes` is {} bytes; the limit is 16 KiB", s.len())));
                 }
                 if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
                     return Err(Rejection::new("control_characters", "field `notes` holds control characters other than tab and newline"));
                 }
-                Some(s.clone())
+                Some(s.to_string())
             }
             Some(other) => return Err(wrong_type("notes", "a string", other)),
         };
@@ -226,7 +228,7 @@ impl CallEvent {
     }
 }
 
-fn parse_caller(c: &Map<String, Value>, ctx: &IngestContext) -> Result<Caller, Rejection> {
+fn parse_caller(c: &Fields, ctx: &IngestContext) -> Result<Caller, Rejection> {
     let number = optional_str(c, "number", 64, true).map_err(|r| prefix("caller", r))?;
     let presentation = match optional_str(c, "presentation", 32, true).map_err(|r| prefix("caller", r))? {
         None => None,
@@ -241,7 +243,7 @@ fn parse_caller(c: &Map<String, Value>, ctx: &IngestContext) -> Result<Caller, R
     let address = optional_str(c, "address_id", 128, false).map_err(|r| prefix("caller", r))?;
     let communal_address = match field(c, "communal_address") {
         None => None,
-        Some(Value::Bool(b)) => Some(*b),
+        Some(Raw::Bool(b)) => Some(*b),
         Some(other) => return Err(wrong_type("caller.communal_address", "true or false", other)),
     };
     let age_band = match optional_str(c, "age_band", 32, true).map_err(|r| prefix("caller", r))? {
@@ -259,28 +261,28 @@ fn parse_caller(c: &Map<String, Value>, ctx: &IngestContext) -> Result<Caller, R
     })
 }
 
-fn parse_incident(i: &Map<String, Value>) -> Result<Incident, Rejection> {
+fn parse_incident(i: &Fields) -> Result<Incident, Rejection> {
     let kind = optional_str(i, "type", 128, false).map_err(|r| prefix("incident", r))?.map(mask);
     let grade = optional_str(i, "grade", 128, false).map_err(|r| prefix("incident", r))?.map(mask);
     let qualifiers = match field(i, "qualifiers") {
         None => Vec::new(),
-        Some(Value::Array(items)) => {
+        Some(Raw::Array(items)) => {
             if items.len() > 64 {
                 return Err(Rejection::new("too_long", "field `incident.qualifiers` has more than 64 entries"));
             }
             let mut out = Vec::with_capacity(items.len());
             for (n, item) in items.iter().enumerate() {
                 match item {
-                    Value::String(s) if s.chars().any(char::is_control) => {
+                    Raw::Str(s) if s.chars().any(char::is_control) => {
                         return Err(Rejection::new(
                             "control_characters",
                             format!("field `incident.qualifiers[{n}]` holds control characters"),
                         ))
                     }
-                    Value::String(s) if s.chars().count() > 128 => {
+                    Raw::Str(s) if s.chars().count() > 128 => {
                         return Err(Rejection::new("too_long", format!("field `incident.qualifiers[{n}]` is over 128 characters")))
                     }
-                    Value::String(s) => out.push(mask(s)),
+                    Raw::Str(s) => out.push(mask(s)),
                     other => return Err(wrong_type(&format!("incident.qualifiers[{n}]"), "a string", other)),
                 }
             }
@@ -292,19 +294,19 @@ fn parse_incident(i: &Map<String, Value>) -> Result<Incident, Rejection> {
 }
 
 /// A present, non-null field.
-fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+fn field<'f, 'a>(obj: &'f Fields<'a>, name: &str) -> Option<&'f Raw<'a>> {
     obj.get(name).filter(|v| !v.is_null())
 }
 
-fn required_str<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, Rejection> {
+fn required_str<'f>(obj: &'f Fields, name: &str) -> Result<&'f str, Rejection> {
     match field(obj, name) {
         None => Err(Rejection::new("missing_field", format!("required field `{name}` is missing"))),
-        Some(Value::String(s)) => Ok(s),
+        Some(Raw::Str(s)) => Ok(s),
         Some(other) => Err(wrong_type(name, "a string", other)),
     }
 }
 
-fn required_id(obj: &Map<String, Value>, name: &str) -> Result<String, Rejection> {
+fn required_id(obj: &Fields, name: &str) -> Result<String, Rejection> {
     let s = required_str(obj, name)?;
     if s.is_empty() {
         return Err(Rejection::new("empty_field", format!("field `{name}` is empty; it must be 1 to 128 characters")));
@@ -318,10 +320,10 @@ fn required_id(obj: &Map<String, Value>, name: &str) -> Result<String, Rejection
     Ok(s.to_string())
 }
 
-fn optional_str<'a>(obj: &'a Map<String, Value>, name: &str, max_chars: usize, allow_empty: bool) -> Result<Option<&'a str>, Rejection> {
+fn optional_str<'f>(obj: &'f Fields, name: &str, max_chars: usize, allow_empty: bool) -> Result<Option<&'f str>, Rejection> {
     match field(obj, name) {
         None => Ok(None),
-        Some(Value::String(s)) => {
+        Some(Raw::Str(s)) => {
             if s.chars().count() > max_chars {
                 return Err(Rejection::new("too_long", format!("field `{name}` is over {max_chars} characters")));
             }
@@ -337,24 +339,13 @@ fn optional_str<'a>(obj: &'a Map<String, Value>, name: &str, max_chars: usize, a
     }
 }
 
-fn wrong_type(name: &str, want: &str, got: &Value) -> Rejection {
-    Rejection::new("wrong_type", format!("field `{name}` must be {want}, not {}", type_name(got)))
+fn wrong_type(name: &str, want: &str, got: &Raw) -> Rejection {
+    Rejection::new("wrong_type", format!("field `{name}` must be {want}, not {}", got.type_name()))
 }
 
 fn prefix(parent: &str, mut r: Rejection) -> Rejection {
     r.error = r.error.replacen("field `", &format!("field `{parent}."), 1);
     r
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Echoes at most 40 characters of a bad value in an error sentence.
