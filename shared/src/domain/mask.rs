@@ -47,30 +47,33 @@ struct Chain {
     /// Where the chain starts (its `+` or `(` when it opens with one).
     start: usize,
     plus: bool,
-    /// Each group: where it starts and ends in the text, and its digits.
-    groups: Vec<(usize, usize, String)>,
+    /// Each group: where its digits start and end in the text (every character between is a
+    /// digit). Kept from chain to chain so that reading a text allocates it once.
+    groups: Vec<(usize, usize)>,
     /// Where the chain ends, a closing parenthesis included.
     end: usize,
 }
 
-/// The chain starting at `i`, where `chars[i]` is a digit, or a `+` or `(` before one.
-fn chain_at(chars: &[char], i: usize) -> Chain {
+/// Reads into `chain` the chain starting at `i`, where `chars[i]` is a digit, or a `+` or `(`
+/// before one.
+fn chain_at(chars: &[char], i: usize, chain: &mut Chain) {
     let c = chars[i];
     let opens = c == '+' || c == '(';
-    let mut chain = Chain { start: i, plus: c == '+', groups: Vec::new(), end: i };
+    chain.start = i;
+    chain.plus = c == '+';
+    chain.groups.clear();
+    chain.end = i;
     let mut j = i + usize::from(opens);
     let mut open_paren = c == '(';
     loop {
         let group_start = j;
-        let mut digits = String::new();
-        while let Some(d) = chars.get(j).and_then(|c| digit(*c)) {
-            digits.push(d);
+        while chars.get(j).and_then(|c| digit(*c)).is_some() {
             j += 1;
         }
         if j == group_start {
             break;
         }
-        chain.groups.push((group_start, j, digits));
+        chain.groups.push((group_start, j));
         chain.end = j;
         // Then one separator (with a parenthesis beside it at most) before the next group.
         let mut k = j;
@@ -96,7 +99,6 @@ fn chain_at(chars: &[char], i: usize) -> Chain {
         }
         j = k;
     }
-    chain
 }
 
 /// The character ranges `[start, end)` of every phone-like run in `chars`. A chain of groups
@@ -104,6 +106,9 @@ fn chain_at(chars: &[char], i: usize) -> Chain {
 /// `ref 12 07700 900123`. The longest possible run of whole groups wins, leftmost first.
 pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
+    let mut chain = Chain { start: 0, plus: false, groups: Vec::new(), end: 0 };
+    let mut digits = String::new();
+    let count = |groups: &[(usize, usize)]| groups.iter().map(|(start, end)| end - start).sum::<usize>();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -112,19 +117,23 @@ pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
             i += 1;
             continue;
         }
-        let chain = chain_at(chars, i);
+        chain_at(chars, i, &mut chain);
         let groups = &chain.groups;
-        let total: usize = groups.iter().map(|g| g.2.len()).sum();
-        if total >= 9 {
+        if count(groups) >= 9 {
             let mut s = 0;
             while s < groups.len() {
                 let mut found = None;
                 for e in (s..groups.len()).rev() {
-                    let digits: String = groups[s..=e].iter().map(|g| g.2.as_str()).collect();
-                    if digits.len() < 9 {
+                    let n = count(&groups[s..=e]);
+                    if n < 9 {
                         break;
                     }
-                    if digits.len() <= MAX_DIGITS && possible(s == 0 && chain.plus, &digits) {
+                    if n > MAX_DIGITS {
+                        continue;
+                    }
+                    digits.clear();
+                    digits.extend(groups[s..=e].iter().flat_map(|&(start, end)| chars[start..end].iter().filter_map(|c| digit(*c))));
+                    if possible(s == 0 && chain.plus, &digits) {
                         found = Some(e);
                         break;
                     }
@@ -145,7 +154,7 @@ pub fn phone_like_runs(chars: &[char]) -> Vec<(usize, usize)> {
     out
 }
 
-/// Answers of [`possible_uncached`] already found on this thread, keyed by a hash under a key
+/// Answers of [`possible_in`] already found on this thread, keyed by a hash under a key
 /// random to the thread, never by the digits (no number is kept, even in memory). The ids of
 /// one call's events hold the same digit runs, so the library runs about once per call instead
 /// of twice per event; it was most of the cost of reading an event.
