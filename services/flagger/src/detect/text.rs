@@ -87,8 +87,10 @@ impl<'a> Note<'a> {
             origin.extend(std::iter::repeat_n(i, folded.len() - before));
         }
         origin.push(text.len());
-        let mut spans = Vec::new();
-        let mut break_before = Vec::new();
+        // About one word in five bytes of text: room for most notes without growing.
+        let words = folded.len() / 5 + 4;
+        let mut spans = Vec::with_capacity(words);
+        let mut break_before = Vec::with_capacity(words);
         let mut start = None;
         let mut last_end = 0usize;
         let mut pending_break = false;
