@@ -19,7 +19,7 @@ pub(super) enum Raw<'a> {
 }
 
 /// An object's fields, in payload order.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub(super) struct Fields<'a>(Vec<(Cow<'a, str>, Raw<'a>)>);
 
 impl<'a> Fields<'a> {
