@@ -14,7 +14,7 @@ use lantern_shared::config::reload::Reload;
 use lantern_shared::domain::event::{event_id_of, CallEvent, Rejection};
 use lantern_shared::domain::ingest::IngestContext;
 use lantern_shared::domain::Identity;
-use lantern_shared::runtime::consumer::{self, BatchConsumer, CommitError};
+use lantern_shared::runtime::consumer::{self, BatchConsumer, CommitError, Preparer};
 use lantern_shared::runtime::lock;
 use lantern_shared::runtime::mqtt::{Delivery, Publisher, Received};
 use lantern_shared::runtime::service::{ServiceBase, Started};
@@ -263,6 +263,13 @@ impl BatchConsumer for Flagger {
 
     fn prepare(&mut self, received: &Received, now: DateTime<Utc>) -> Self::Item {
         CallEvent::parse(&received.publish.payload, &self.ingest, now)
+    }
+
+    /// Parsing, masking and pseudonymising take about a fifth of a batch's time: done as events
+    /// arrive, they overlap the commit of the batch before.
+    fn preparer(&self) -> Option<Preparer<Self::Item>> {
+        let (ingest, clock) = (self.ingest.clone(), self.clock.clone());
+        Some(Arc::new(move |received: &Received| CallEvent::parse(&received.publish.payload, &ingest, clock.now())))
     }
 
     fn rejected(&mut self, _received: &Received, reason: &'static str, error: String) -> Self::Item {

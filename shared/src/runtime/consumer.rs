@@ -12,8 +12,9 @@ use crate::config::reload::{self, Reload};
 use crate::runtime::mqtt::{Delivery, Link, Publisher, Received};
 use chrono::{DateTime, Utc};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 /// Most messages taken into one batch.
@@ -52,17 +53,27 @@ impl std::fmt::Display for CommitError {
     }
 }
 
+/// Prepares one message away from the batch loop: what [`BatchConsumer::prepare`] would give,
+/// reading the time from the consumer's clock.
+pub type Preparer<T> = Arc<dyn Fn(&Received) -> T + Send + Sync>;
+
 /// A service's part in [`consume`].
 #[allow(async_fn_in_trait)]
 pub trait BatchConsumer {
     /// One message after preparation (parsing, say): what commit and finish work from.
-    type Item;
+    type Item: Send + 'static;
     /// What a successful commit hands to [`BatchConsumer::finish`].
     type Committed;
 
     /// Prepares one message. Runs inside a panic guard: a panic becomes an `internal_error`
     /// rejection through [`BatchConsumer::rejected`].
     fn prepare(&mut self, received: &Received, now: DateTime<Utc>) -> Self::Item;
+    /// Prepares messages on a task of their own as they arrive, so the next batch is parsed
+    /// while this one commits. `None`: each batch is prepared in the loop with
+    /// [`BatchConsumer::prepare`].
+    fn preparer(&self) -> Option<Preparer<Self::Item>> {
+        None
+    }
     /// The item for a message refused with `reason` ("internal_error", "storage_error").
     fn rejected(&mut self, received: &Received, reason: &'static str, error: String) -> Self::Item;
     /// Makes the effects of `batch` durable, in one transaction. `items[i]` belongs to `batch[i]`.
@@ -105,6 +116,7 @@ pub async fn consume<C: BatchConsumer>(
     let out = link.publisher.clone();
     // A standby does nothing on its ticks (pruning, the outbox) until it is the active one.
     let mut activation = link.activation.take();
+    let mut incoming = Incoming::start(link.incoming, consumer.preparer());
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -125,16 +137,16 @@ pub async fn consume<C: BatchConsumer>(
                 }
                 continue;
             }
-            r = link.incoming.recv() => match r { Some(r) => r, None => break },
+            r = incoming.recv() => match r { Some(r) => r, None => break },
         };
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match link.incoming.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
+        let (mut batch, mut prepared) = (Vec::with_capacity(MAX_BATCH), Vec::with_capacity(MAX_BATCH));
+        let mut next = Some(first);
+        while let Some((r, p)) = next {
+            batch.push(r);
+            prepared.push(p);
+            next = if batch.len() < MAX_BATCH { incoming.try_recv() } else { None };
         }
-        if !process(consumer, &out, &batch, shutdown).await {
+        if !process_prepared(consumer, &out, &batch, prepared, shutdown).await {
             break;
         }
         for r in &batch {
@@ -166,12 +178,74 @@ pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_text(p.as_ref()))
 }
 
+/// What the loop takes in: messages as received, or with their items when a task of their own
+/// prepares them ([`BatchConsumer::preparer`]). That task ends with the loop.
+enum Incoming<T> {
+    Received(mpsc::Receiver<Received>),
+    Prepared { rx: mpsc::Receiver<Prepared<T>>, task: tokio::task::JoinHandle<()> },
+}
+
+/// A message and, when prepared already, its item or what its preparation panicked with.
+type Prepared<T> = (Received, Option<Result<T, String>>);
+
+impl<T: Send + 'static> Incoming<T> {
+    fn start(rx: mpsc::Receiver<Received>, preparer: Option<Preparer<T>>) -> Incoming<T> {
+        let Some(prepare) = preparer else { return Incoming::Received(rx) };
+        // Room for a batch being taken and the next; the receive buffer holds the rest.
+        let (tx, prepared) = mpsc::channel(2 * MAX_BATCH);
+        let task = tokio::spawn(async move {
+            let mut rx = rx;
+            while let Some(r) = rx.recv().await {
+                let item = guard(|| prepare(&r));
+                if tx.send((r, Some(item))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Incoming::Prepared { rx: prepared, task }
+    }
+
+    async fn recv(&mut self) -> Option<Prepared<T>> {
+        match self {
+            Incoming::Received(rx) => rx.recv().await.map(|r| (r, None)),
+            Incoming::Prepared { rx, .. } => rx.recv().await,
+        }
+    }
+
+    fn try_recv(&mut self) -> Option<Prepared<T>> {
+        match self {
+            Incoming::Received(rx) => rx.try_recv().ok().map(|r| (r, None)),
+            Incoming::Prepared { rx, .. } => rx.try_recv().ok(),
+        }
+    }
+}
+
+impl<T> Drop for Incoming<T> {
+    fn drop(&mut self) {
+        if let Incoming::Prepared { task, .. } = self {
+            task.abort();
+        }
+    }
+}
+
 /// One batch. Returns false if shutdown came before it could all be committed (nothing acked).
 pub async fn process<C: BatchConsumer>(consumer: &mut C, out: &Publisher, batch: &[Received], shutdown: &CancellationToken) -> bool {
+    process_prepared(consumer, out, batch, batch.iter().map(|_| None).collect(), shutdown).await
+}
+
+/// [`process`] for a batch some of whose messages are prepared already (`prepared[i]` for
+/// `batch[i]`).
+async fn process_prepared<C: BatchConsumer>(
+    consumer: &mut C,
+    out: &Publisher,
+    batch: &[Received],
+    prepared: Vec<Option<Result<C::Item, String>>>,
+    shutdown: &CancellationToken,
+) -> bool {
     let now = consumer.now();
     let mut items: Vec<Option<C::Item>> = Vec::with_capacity(batch.len());
-    for r in batch {
-        let item = match guard(|| consumer.prepare(r, now)) {
+    for (r, p) in batch.iter().zip(prepared) {
+        let item = match p.unwrap_or_else(|| guard(|| consumer.prepare(r, now))) {
             Ok(item) => item,
             Err(why) => {
                 tracing::error!(topic = %r.publish.topic, error = %why, "preparing a message failed; it is rejected");

@@ -18,9 +18,7 @@ impl BatchConsumer for Fake {
     type Committed = Vec<String>;
 
     fn prepare(&mut self, r: &Received, _now: DateTime<Utc>) -> Self::Item {
-        let text = String::from_utf8_lossy(&r.publish.payload).to_string();
-        assert!(text != "panic-prepare", "a parser bug");
-        Ok(text)
+        prepare_text(r)
     }
     fn rejected(&mut self, r: &Received, reason: &'static str, _error: String) -> Self::Item {
         Err((reason, String::from_utf8_lossy(&r.publish.payload).to_string()))
@@ -57,6 +55,12 @@ impl BatchConsumer for Fake {
     }
 }
 
+fn prepare_text(r: &Received) -> Result<String, (&'static str, String)> {
+    let text = String::from_utf8_lossy(&r.publish.payload).to_string();
+    assert!(text != "panic-prepare", "a parser bug");
+    Ok(text)
+}
+
 fn batch(texts: &[&str]) -> Vec<Received> {
     texts.iter().map(|t| Received::new(Publish::new("t", QoS::AtLeastOnce, t.as_bytes().to_vec()))).collect()
 }
@@ -71,6 +75,27 @@ async fn a_panic_while_preparing_rejects_that_message_alone() {
     let mut f = Fake::default();
     run(&mut f, &["a", "panic-prepare", "b"]).await;
     assert_eq!(f.stored, ["a", "b"]);
+    assert_eq!(f.rejected, [("panic-prepare".to_string(), "internal_error")]);
+}
+
+#[tokio::test]
+async fn messages_prepared_on_their_own_task_keep_their_order_and_a_panic_there_rejects_one_alone() {
+    let (tx, rx) = mpsc::channel(16);
+    let mut incoming = Incoming::start(rx, Some(Arc::new(prepare_text)));
+    for r in batch(&["a", "panic-prepare", "b", "c"]) {
+        tx.send(r).await.expect("send");
+    }
+    drop(tx);
+    let (mut taken, mut prepared) = (Vec::new(), Vec::new());
+    while let Some((r, p)) = incoming.recv().await {
+        assert!(p.is_some(), "prepared before the loop takes it");
+        taken.push(r);
+        prepared.push(p);
+    }
+    let mut f = Fake::default();
+    let (out, _rx) = Publisher::unconnected();
+    assert!(process_prepared(&mut f, &out, &taken, prepared, &CancellationToken::new()).await);
+    assert_eq!(f.stored, ["a", "b", "c"]);
     assert_eq!(f.rejected, [("panic-prepare".to_string(), "internal_error")]);
 }
 
