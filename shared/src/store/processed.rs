@@ -34,15 +34,7 @@ pub async fn record_new<'a>(tx: &mut Tx<'_>, service: &str, ids: &[&'a str], now
             // and look up which were stored, which costs a lookup per id.
             let unique: Vec<&'a str> = ids.iter().copied().filter(|id| fresh.insert(id)).collect();
             sqlx::query("SAVEPOINT record_new").execute(&mut **conn).await?;
-            let mut inserted = 0;
-            for chunk in unique.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO shared_processed_events (service, event_id, received_ms) ");
-                q.push_values(chunk, |mut b, id| {
-                    b.push_bind(service).push_bind(*id).push_bind(now_ms);
-                });
-                inserted += q.build().execute(&mut **conn).await?.rows_affected();
-            }
-            if inserted == unique.len() as u64 {
+            if insert_sqlite(conn, service, &unique, now_ms).await? == unique.len() as u64 {
                 sqlx::query("RELEASE record_new").execute(&mut **conn).await?;
                 return Ok(fresh);
             }
@@ -56,16 +48,24 @@ pub async fn record_new<'a>(tx: &mut Tx<'_>, service: &str, ids: &[&'a str], now
             }
             fresh.retain(|id| !stored.contains(*id));
             let new_ids: Vec<&str> = unique.iter().copied().filter(|id| fresh.contains(id)).collect();
-            for chunk in new_ids.chunks(CHUNK) {
-                let mut q = sqlx::QueryBuilder::new("INSERT INTO shared_processed_events (service, event_id, received_ms) ");
-                q.push_values(chunk, |mut b, id| {
-                    b.push_bind(service).push_bind(*id).push_bind(now_ms);
-                });
-                q.build().execute(&mut **conn).await?;
-            }
+            insert_sqlite(conn, service, &new_ids, now_ms).await?;
         }
     }
     Ok(fresh)
+}
+
+/// Inserts `ids` as processed by `service` on SQLite, leaving out those stored already.
+/// Returns how many went in.
+async fn insert_sqlite(conn: &mut sqlx::SqliteConnection, service: &str, ids: &[&str], now_ms: i64) -> Result<u64, sqlx::Error> {
+    let mut inserted = 0;
+    for chunk in ids.chunks(CHUNK) {
+        let mut q = sqlx::QueryBuilder::new("INSERT OR IGNORE INTO shared_processed_events (service, event_id, received_ms) ");
+        q.push_values(chunk, |mut b, id| {
+            b.push_bind(service).push_bind(*id).push_bind(now_ms);
+        });
+        inserted += q.build().execute(&mut *conn).await?.rows_affected();
+    }
+    Ok(inserted)
 }
 
 /// Forgets the events `service` processed before `before_ms`: past that, a repeat is no longer
