@@ -48,13 +48,12 @@ pub(crate) fn random_ref(rng: &mut impl Rng) -> CallerRef {
     CallerRef(rng.gen())
 }
 
-/// Draining a queue: unique callers and flag-heavy traffic, on SQLite and (when given)
-/// PostgreSQL, against the bare subscriber and, for flag-heavy, the naive Python peer.
-async fn e2e(report: &mut Report, url: &str, bare: f64) {
+/// Draining a queue of `n` unique callers, on SQLite and (when given) PostgreSQL, and of
+/// simulated traffic, against the bare subscriber draining as many; returns the bare rate.
+async fn e2e(report: &mut Report, url: &str, n: usize) -> f64 {
     let pg = std::env::var("LANTERN_TEST_DATABASE_URL").is_ok();
     let backends: &[&str] = if pg { &["sqlite", "postgres"] } else { &["sqlite"] };
-    // LANTERN_BENCH_EVENTS makes the queue longer, for profiling the drain.
-    let n = std::env::var("LANTERN_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let bare = bare_baseline(report, url, n).await;
     for backend in backends {
         let mut runs = Vec::new();
         for _ in 0..3 {
@@ -79,13 +78,26 @@ async fn e2e(report: &mut Report, url: &str, bare: f64) {
         "events/s",
         &format!("{n} queued events, few flags; {:.2} of the bare subscriber", rate / bare),
     );
+    bare
+}
+
+/// The bare subscriber draining `n` queued events, as many as the workload it is compared
+/// with (fewer would make its rate the noisiest figure in the report). Median of three.
+async fn bare_baseline(report: &mut Report, url: &str, n: usize) -> f64 {
+    let bare = median(vec![bare_drain(url, n).await, bare_drain(url, n).await, bare_drain(url, n).await]);
+    report.add(
+        &format!("baseline: bare QoS 1 subscriber that only acks, same broker ({n} events)"),
+        bare,
+        "events/s",
+        "recommended Mosquitto settings",
+    );
+    bare
 }
 
 /// Flag-heavy traffic drained by Lantern and by the naive Python peer.
-async fn heavy(report: &mut Report, url: &str, bare: f64) {
+async fn heavy(report: &mut Report, url: &str, heavy: usize, bare: f64) {
     let pg = std::env::var("LANTERN_TEST_DATABASE_URL").is_ok();
     let backends: &[&str] = if pg { &["sqlite", "postgres"] } else { &["sqlite"] };
-    let heavy = 100_000;
     let peer = {
         let mut runs = Vec::new();
         for _ in 0..3 {
@@ -200,21 +212,20 @@ fn main() {
                 return;
             };
             let url = broker.url();
-            if want("e2e") || want("heavy") {
-                let n = 20_000;
-                let bare = median(vec![bare_drain(&url, n).await, bare_drain(&url, n).await, bare_drain(&url, n).await]);
-                report.add(
-                    "baseline: bare QoS 1 subscriber that only acks, same broker",
-                    bare,
-                    "events/s",
-                    "recommended Mosquitto settings",
-                );
-                if want("e2e") {
-                    e2e(&mut report, &url, bare).await;
-                }
-                if want("heavy") {
-                    heavy(&mut report, &url, bare).await;
-                }
+            // LANTERN_BENCH_EVENTS makes the unique-caller queues longer, for profiling the drain.
+            let n = std::env::var("LANTERN_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+            let mut bare = None;
+            if want("e2e") {
+                bare = Some((n, e2e(&mut report, &url, n).await));
+            }
+            if want("heavy") {
+                // The flag-heavy queue is 100,000 events; its baseline drains as many.
+                let heavy_n = 100_000;
+                let bare = match bare {
+                    Some((n, rate)) if n == heavy_n => rate,
+                    _ => bare_baseline(&mut report, &url, heavy_n).await,
+                };
+                heavy(&mut report, &url, heavy_n, bare).await;
             }
             if want("latency") {
                 latencies(&mut report, &url, "the recommended Mosquitto settings", 5.0).await;
