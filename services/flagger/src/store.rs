@@ -104,20 +104,41 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                        SELECT rowid AS id, coalesce(phone_ref, '') || ' ' || coalesce(address_ref, '') || ' ' || occurred_ms || ' ' \
                               || channel || ' ' || coalesce(communal, '') || ' ' || coalesce(age_band, '') AS line \
                        FROM flagger_calls WHERE rowid > $1 AND +occurred_ms >= $2 ORDER BY rowid LIMIT $3)";
-            let mut after = i64::MIN;
-            loop {
-                let (last, block): (Option<i64>, Option<String>) =
-                    sqlx::query_as(q).bind(after).bind(from_ms).bind(HISTORY_BLOCK).fetch_one(pool).await?;
-                let (Some(last), Some(block)) = (last, block) else { return Ok(()) };
-                for line in block.split('\n') {
+            // SQLite builds the next block while this task reads the one before: a task of its
+            // own runs the queries, at most two blocks ahead.
+            let (blocks, mut received) = tokio::sync::mpsc::channel::<Result<String, sqlx::Error>>(2);
+            let pool = pool.clone();
+            let reader = tokio::spawn(async move {
+                let mut after = i64::MIN;
+                loop {
+                    let read: Result<(Option<i64>, Option<String>), sqlx::Error> =
+                        sqlx::query_as(q).bind(after).bind(from_ms).bind(HISTORY_BLOCK).fetch_one(&pool).await;
+                    let block = match read {
+                        Ok((Some(last), Some(block))) => {
+                            after = last;
+                            Ok(block)
+                        }
+                        Ok(_) => return,
+                        Err(e) => Err(e),
+                    };
+                    let failed = block.is_err();
+                    if blocks.send(block).await.is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            // Left early (an error, or this future dropped), the reader task is aborted.
+            let _reader = tokio_util::task::AbortOnDropHandle::new(reader);
+            while let Some(block) = received.recv().await {
+                for line in block?.split('\n') {
                     let mut field = line.split(' ').map(|f| Some(f).filter(|f| !f.is_empty()));
                     let mut next = || field.next().flatten();
                     let (phone, address, ms, channel, communal, age) = (next(), next(), next(), next(), next(), next());
                     let (Some(ms), Some(channel)) = (ms.and_then(|m| m.parse().ok()), channel) else { continue };
                     deliver(phone, address, ms, channel, communal.and_then(|c| c.parse().ok()), age);
                 }
-                after = last;
             }
+            Ok(())
         }
         Db::Postgres(pool) => {
             type Row = (Option<String>, Option<String>, i64, String, Option<i16>, Option<String>);
