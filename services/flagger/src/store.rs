@@ -105,7 +105,7 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                               || channel || ' ' || coalesce(communal, '') || ' ' || coalesce(age_band, '') AS line \
                        FROM flagger_calls WHERE rowid > $1 AND +occurred_ms >= $2 ORDER BY rowid LIMIT $3)";
             // SQLite builds the next block while this task reads the one before: a task of its
-            // own runs the queries, at most two blocks ahead.
+            // own runs the queries, with at most two blocks waiting.
             let (blocks, mut received) = tokio::sync::mpsc::channel::<Result<String, sqlx::Error>>(2);
             let pool = pool.clone();
             let reader = tokio::spawn(async move {
@@ -128,7 +128,7 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                 }
             });
             // Left early (an error, or this future dropped), the reader task is aborted.
-            let _reader = tokio_util::task::AbortOnDropHandle::new(reader);
+            let reader = tokio_util::task::AbortOnDropHandle::new(reader);
             while let Some(block) = received.recv().await {
                 for line in block?.split('\n') {
                     let mut field = line.split(' ').map(|f| Some(f).filter(|f| !f.is_empty()));
@@ -138,7 +138,9 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                     deliver(phone, address, ms, channel, communal.and_then(|c| c.parse().ok()), age);
                 }
             }
-            Ok(())
+            // The blocks stop when the reader returns: make sure it ended by reading the last
+            // one, not by a panic that would leave the history short.
+            reader.await.map_err(|e| sqlx::Error::Protocol(format!("reading the caller history failed: {e}")))
         }
         Db::Postgres(pool) => {
             type Row = (Option<String>, Option<String>, i64, String, Option<i16>, Option<String>);
