@@ -106,31 +106,24 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                        FROM flagger_calls WHERE rowid > $1 AND +occurred_ms >= $2 ORDER BY rowid LIMIT $3)";
             // SQLite builds the next block while this task reads the one before: a task of its
             // own runs the queries, with at most two blocks waiting.
-            let (blocks, mut received) = tokio::sync::mpsc::channel::<Result<String, sqlx::Error>>(2);
+            let (blocks, mut received) = tokio::sync::mpsc::channel::<String>(2);
             let pool = pool.clone();
             let reader = tokio::spawn(async move {
                 let mut after = i64::MIN;
                 loop {
-                    let read: Result<(Option<i64>, Option<String>), sqlx::Error> =
-                        sqlx::query_as(q).bind(after).bind(from_ms).bind(HISTORY_BLOCK).fetch_one(&pool).await;
-                    let block = match read {
-                        Ok((Some(last), Some(block))) => {
-                            after = last;
-                            Ok(block)
-                        }
-                        Ok(_) => return,
-                        Err(e) => Err(e),
-                    };
-                    let failed = block.is_err();
-                    if blocks.send(block).await.is_err() || failed {
-                        return;
+                    let (last, block): (Option<i64>, Option<String>) =
+                        sqlx::query_as(q).bind(after).bind(from_ms).bind(HISTORY_BLOCK).fetch_one(&pool).await?;
+                    let (Some(last), Some(block)) = (last, block) else { return Ok::<(), sqlx::Error>(()) };
+                    if blocks.send(block).await.is_err() {
+                        return Ok(());
                     }
+                    after = last;
                 }
             });
-            // Left early (an error, or this future dropped), the reader task is aborted.
+            // Left early (this future dropped), the reader task is aborted.
             let reader = tokio_util::task::AbortOnDropHandle::new(reader);
             while let Some(block) = received.recv().await {
-                for line in block?.split('\n') {
+                for line in block.split('\n') {
                     let mut field = line.split(' ').map(|f| Some(f).filter(|f| !f.is_empty()));
                     let mut next = || field.next().flatten();
                     let (phone, address, ms, channel, communal, age) = (next(), next(), next(), next(), next(), next());
@@ -138,9 +131,9 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                     deliver(phone, address, ms, channel, communal.and_then(|c| c.parse().ok()), age);
                 }
             }
-            // The blocks stop when the reader returns: make sure it ended by reading the last
-            // one, not by a panic that would leave the history short.
-            reader.await.map_err(|e| sqlx::Error::Protocol(format!("reading the caller history failed: {e}")))
+            // The blocks stop when the reader returns: its result says whether it read the last
+            // one, or a query failed, or it panicked (which would otherwise leave the history short).
+            reader.await.map_err(|e| sqlx::Error::Protocol(format!("reading the caller history failed: {e}")))?
         }
         Db::Postgres(pool) => {
             type Row = (Option<String>, Option<String>, i64, String, Option<i16>, Option<String>);
