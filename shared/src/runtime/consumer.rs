@@ -182,7 +182,7 @@ pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 /// prepares them ([`BatchConsumer::preparer`]). That task ends with the loop.
 enum Incoming<T> {
     Received(mpsc::Receiver<Received>),
-    Prepared { rx: mpsc::Receiver<Prepared<T>>, task: tokio::task::JoinHandle<()> },
+    Prepared { rx: mpsc::Receiver<Prepared<T>>, _task: tokio_util::task::AbortOnDropHandle<()> },
 }
 
 /// A message and, when prepared already, its item or what its preparation panicked with.
@@ -202,7 +202,7 @@ impl<T: Send + 'static> Incoming<T> {
                 }
             }
         });
-        Incoming::Prepared { rx: prepared, task }
+        Incoming::Prepared { rx: prepared, _task: tokio_util::task::AbortOnDropHandle::new(task) }
     }
 
     async fn recv(&mut self) -> Option<Prepared<T>> {
@@ -216,14 +216,6 @@ impl<T: Send + 'static> Incoming<T> {
         match self {
             Incoming::Received(rx) => rx.try_recv().ok().map(|r| (r, None)),
             Incoming::Prepared { rx, .. } => rx.try_recv().ok(),
-        }
-    }
-}
-
-impl<T> Drop for Incoming<T> {
-    fn drop(&mut self) {
-        if let Incoming::Prepared { task, .. } = self {
-            task.abort();
         }
     }
 }
