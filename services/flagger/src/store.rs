@@ -105,20 +105,26 @@ pub async fn each_call_since(db: &Db, from_ms: i64, mut each: impl FnMut(History
                               || channel || ' ' || coalesce(communal, '') || ' ' || coalesce(age_band, '') AS line \
                        FROM flagger_calls WHERE rowid > $1 AND +occurred_ms >= $2 ORDER BY rowid LIMIT $3)";
             // SQLite builds the next block while this task reads the one before: a task of its
-            // own runs the queries, with at most two blocks waiting.
+            // own runs the queries, with at most two blocks waiting. They all run on one
+            // connection, which gives back its page cache at the end: each connection keeps up
+            // to 2 MiB of pages, and blocks spread over the pool's four filled all four, about
+            // 40 bytes per call of a 90-day history held after start-up.
             let (blocks, mut received) = tokio::sync::mpsc::channel::<String>(2);
             let pool = pool.clone();
             let reader = tokio::spawn(async move {
+                let mut conn = pool.acquire().await?;
                 let mut after = i64::MIN;
                 loop {
                     let (last, block): (Option<i64>, Option<String>) =
-                        sqlx::query_as(q).bind(after).bind(from_ms).bind(HISTORY_BLOCK).fetch_one(&pool).await?;
-                    let (Some(last), Some(block)) = (last, block) else { return Ok::<(), sqlx::Error>(()) };
+                        sqlx::query_as(q).bind(after).bind(from_ms).bind(HISTORY_BLOCK).fetch_one(&mut *conn).await?;
+                    let (Some(last), Some(block)) = (last, block) else { break };
                     if blocks.send(block).await.is_err() {
-                        return Ok(());
+                        break;
                     }
                     after = last;
                 }
+                sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await?;
+                Ok::<(), sqlx::Error>(())
             });
             // Left early (this future dropped), the reader task is aborted.
             let reader = tokio_util::task::AbortOnDropHandle::new(reader);
