@@ -179,11 +179,12 @@ pub struct Link {
 ///
 /// Both ends of Lantern's TCP connection skip a delay. TCP_NODELAY sends a flag or an ack as
 /// soon as it is written, and the acknowledgements the kernel would delay are sent at once
-/// (`mqtt/quickack.rs`), so a broker that keeps Nagle's algorithm on (Mosquitto's default) does not
-/// hold the next event back waiting for them. Measured at 1,000 events/s, every event flagged,
-/// publish to flag (latency benchmark, one run each, 2026-12-05): on Mosquitto's defaults p50
-/// 2.0 ms and p99 18.5 ms before, 0.7 ms and 1.8 ms with both; on the recommended settings p50
-/// 2.0 ms before, 0.8 ms after. TCP_NODELAY alone made it worse on the defaults (p50 8.8 ms).
+/// (`mqtt/quickack.rs`), so a broker that keeps Nagle's algorithm on (Mosquitto's default)
+/// does not hold the next event back waiting for them. Measured at 1,000 events/s, every event
+/// flagged, publish to flag (latency benchmark, one run each, 2026-12-05): on Mosquitto's
+/// defaults p50 2.0 ms and p99 18.5 ms before, 0.7 ms and 1.8 ms with both; on the recommended
+/// settings p50 2.0 ms before, 0.8 ms after. TCP_NODELAY alone made it worse on the defaults
+/// (p50 8.8 ms).
 pub fn connect(
     options: MqttOptions,
     subscriptions: Vec<(String, QoS)>,
