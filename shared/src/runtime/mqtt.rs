@@ -177,14 +177,16 @@ pub struct Link {
 /// disconnect requested through the client, or when `hard_stop` is cancelled. QoS 0 messages
 /// dropped because the consumer is behind are counted in `dropped`.
 ///
-/// Both ends of Lantern's TCP connection skip a delay. TCP_NODELAY sends a flag or an ack as
-/// soon as it is written, and the acknowledgements the kernel would delay are sent at once
-/// (`mqtt/quickack.rs`), so a broker that keeps Nagle's algorithm on (Mosquitto's default)
-/// does not hold the next event back waiting for them. Measured at 1,000 events/s, every event
-/// flagged, publish to flag (latency benchmark, one run each, 2026-12-05): on Mosquitto's
-/// defaults p50 2.0 ms and p99 18.5 ms before, 0.7 ms and 1.8 ms with both; on the recommended
-/// settings p50 2.0 ms before, 0.8 ms after. TCP_NODELAY alone made it worse on the defaults
-/// (p50 8.8 ms).
+/// On Linux both ends of Lantern's TCP connection skip a delay (`mqtt/quickack.rs`): the
+/// acknowledgements the kernel would delay are sent at once, so a broker that keeps Nagle's
+/// algorithm on (Mosquitto's default) does not hold the next event back waiting for them, and
+/// TCP_NODELAY sends a flag or an ack as soon as it is written. Measured at 1,000 events/s,
+/// every event flagged, publish to flag (latency benchmark, one run each, 2026-12-05), p99
+/// (p50): on Mosquitto's defaults 19.1 ms (1.8) after idling and 18.4 ms (1.6) after a burst
+/// before, 2.1 ms (0.8) and 3.2 ms (0.7) after; on the recommended settings 3.2 ms (2.0) and
+/// 6.8 ms (1.7) before, 1.9 ms (0.8) and 3.3 ms (0.8) after. TCP_NODELAY alone made the
+/// defaults worse (p50 8.8 ms), so the two go together: where the socket is not found, neither
+/// is set.
 pub fn connect(
     options: MqttOptions,
     subscriptions: Vec<(String, QoS)>,
@@ -222,10 +224,7 @@ pub fn connect_any(
         o.set_request_channel_capacity(REQUEST_CHANNEL);
     }
     let first = brokers.first().cloned().unwrap_or_else(|| MqttOptions::new("lantern", "127.0.0.1", 1883));
-    let (client, mut eventloop) = AsyncClient::new(first, REQUEST_CHANNEL);
-    let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
+    let (client, eventloop) = AsyncClient::new(first, REQUEST_CHANNEL);
     let budget = Arc::new(Semaphore::new(MAX_BUFFERED_BYTES / 1024));
     let (tx, incoming) = mpsc::channel(MAX_BUFFERED_BYTES / 1024);
     let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -319,6 +318,8 @@ impl PollLoop {
         loop {
             self.submit_acks();
             self.submit();
+            // Nothing read and not yet handed out: the next incoming packet comes off the network.
+            let fresh = self.eventloop.state.events.is_empty();
             let event = tokio::select! {
                 _ = hard_stop.cancelled() => break,
                 a = self.acks.recv(), if acks_open => {
@@ -343,9 +344,9 @@ impl PollLoop {
                 }
                 e = self.eventloop.poll() => e,
             };
-            if matches!(event, Ok(Event::Incoming(_))) && self.eventloop.state.events.is_empty() {
-                // Read all that was there: acknowledge it now, or the broker may hold the next
-                // event back until it hears.
+            if fresh && matches!(event, Ok(Event::Incoming(_))) {
+                // Just read from the network: acknowledge it now, before handing it on, or the
+                // broker may hold the next event back until it hears.
                 self.quickack.now();
             }
             match event {
@@ -406,7 +407,6 @@ impl PollLoop {
                     let _ = self.connected.send(false);
                     self.up = false;
                     self.quickack = QuickAck::default();
-                    self.before = Before::now();
                     awaiting_suback = false;
                     if matches!(e, ConnectionError::RequestsDone) {
                         break;
@@ -426,6 +426,7 @@ impl PollLoop {
                         _ = tokio::time::sleep(backoff + Duration::from_millis(jitter)) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
+                    self.before = Before::now();
                 }
             }
         }

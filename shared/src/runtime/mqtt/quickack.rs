@@ -10,14 +10,18 @@
 //! second, that wait was 611 of the 619 events slower than 8 ms; Lantern itself took 1-3 ms.
 //!
 //! How: `TCP_QUICKACK` sends an acknowledgement the kernel is holding back, now. The option is
-//! not sticky (the kernel goes back to delaying), so it is set again after each read. rumqttc
-//! opens its socket itself and gives no way to reach it, so the socket is found among the
-//! process's open descriptors: the TCP sockets to the broker's port that appeared while this
-//! link connected. Should another link of the same process connect to the same broker at that
-//! moment, both sockets are taken; acknowledging at once on a sibling's socket is harmless,
-//! and so is the option on a descriptor that has since closed or been reused (the call fails or
-//! only flushes an acknowledgement). The calls are plain system calls on a descriptor number,
-//! never a claim to own it.
+//! not sticky (the kernel goes back to delaying), so it is set again after each read from the
+//! network. The socket also gets TCP_NODELAY, here and not through rumqttc, because alone (where
+//! the socket is not found, or off Linux) it made a broker with Nagle on slower, not faster.
+//!
+//! rumqttc opens its socket itself and gives no way to reach it (a socket connector is an open
+//! upstream pull request, bytebeamio/rumqtt#1032), so the socket is found among the process's
+//! open descriptors: the TCP sockets to the broker's port that appeared since the last attempt
+//! to connect began. Should another link of the same process connect to the same broker at that
+//! moment, both sockets are taken; acknowledging at once on a sibling's socket is harmless, and
+//! so is the option on a descriptor that has since closed or been reused (the call fails or only
+//! flushes an acknowledgement). The calls are plain system calls on a descriptor number, never a
+//! claim to own it.
 
 use std::collections::HashSet;
 
@@ -43,8 +47,11 @@ impl QuickAck {
     pub(super) fn found(before: &Before, port: u16) -> QuickAck {
         let fds: Vec<i32> =
             sockets().filter(|(fd, inode)| !before.0.contains(inode) && peer_port(*fd) == Some(port)).map(|(fd, _)| fd).collect();
-        if fds.is_empty() {
-            tracing::debug!("the MQTT socket was not found; TCP acknowledgements stay delayed");
+        if fds.is_empty() && cfg!(target_os = "linux") {
+            tracing::warn!("the MQTT socket was not found in /proc/self/fd; TCP acknowledgements stay delayed, and a broker that keeps Nagle's algorithm on may hold events back by tens of milliseconds");
+        }
+        for fd in &fds {
+            set_tcp(*fd, Tcp::NoDelay);
         }
         QuickAck { fds }
     }
@@ -52,7 +59,7 @@ impl QuickAck {
     /// Sends any TCP acknowledgement the kernel is holding back for the broker.
     pub(super) fn now(&self) {
         for fd in &self.fds {
-            set_quickack(*fd);
+            set_tcp(*fd, Tcp::QuickAck);
         }
     }
 }
@@ -77,6 +84,13 @@ fn sockets() -> impl Iterator<Item = (i32, u64)> {
 /// The remote port of a TCP socket over IPv4 or IPv6.
 #[cfg(target_os = "linux")]
 fn peer_port(fd: i32) -> Option<u16> {
+    let mut kind: libc::c_int = 0;
+    let mut kind_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `kind_len` bytes into `kind`, one c_int.
+    let rc = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut libc::c_int).cast(), &mut kind_len) };
+    if rc != 0 || kind != libc::SOCK_STREAM {
+        return None;
+    }
     // SAFETY: getpeername writes at most `len` bytes into `addr`, a zeroed sockaddr_storage
     // (plain data), and reads nothing else; a stale descriptor only makes it fail.
     let (addr, rc) = unsafe {
@@ -101,8 +115,20 @@ fn peer_port(_fd: i32) -> Option<u16> {
     None
 }
 
+/// The TCP options set here.
+#[derive(Debug, Clone, Copy)]
+enum Tcp {
+    NoDelay,
+    QuickAck,
+}
+
+/// Turns on a TCP option of `fd`.
 #[cfg(target_os = "linux")]
-fn set_quickack(fd: i32) {
+fn set_tcp(fd: i32, option: Tcp) {
+    let option = match option {
+        Tcp::NoDelay => libc::TCP_NODELAY,
+        Tcp::QuickAck => libc::TCP_QUICKACK,
+    };
     let on: libc::c_int = 1;
     // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from `on`; a stale descriptor only
     // makes it fail, which changes nothing.
@@ -110,7 +136,7 @@ fn set_quickack(fd: i32) {
         libc::setsockopt(
             fd,
             libc::IPPROTO_TCP,
-            libc::TCP_QUICKACK,
+            option,
             (&on as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
@@ -118,7 +144,7 @@ fn set_quickack(fd: i32) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn set_quickack(_fd: i32) {}
+fn set_tcp(_fd: i32, _option: Tcp) {}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
@@ -136,7 +162,8 @@ mod tests {
         let found = QuickAck::found(&before, port);
         use std::os::fd::AsRawFd;
         assert_eq!(found.fds, vec![ours.as_raw_fd()]);
-        assert_ne!(found.fds, vec![earlier.as_raw_fd()]);
+        assert!(ours.nodelay().expect("nodelay"), "TCP_NODELAY goes with the quick acknowledgements");
+        assert!(!earlier.nodelay().expect("nodelay"));
         found.now(); // must not fail on a live socket
     }
 }
